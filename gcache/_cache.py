@@ -1,0 +1,286 @@
+"""The :class:`GCache` object: decorator factory, invalidation, flush and lifecycle."""
+
+from __future__ import annotations
+
+import contextvars
+import inspect
+import logging
+import types
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, TypeVar
+
+from ._burst_log import BurstLogger
+from ._cached import Runner, wrap_async, wrap_sync
+from ._clock import RedisClock, WallClock
+from ._config import GCacheConfig, GCacheKeyConfig
+from ._exceptions import InvalidationError
+from ._keys import GCacheKey, IdArg, KeySpec, watermark_key
+from ._local import LocalCache
+from ._metrics import Metrics
+from ._portal import BackgroundLoop
+from ._remote import RemoteError, RemoteStore
+from ._retry import retry_remote
+from ._singleflight import AsyncFlights, SyncFlights
+
+__all__ = ["GCache"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+logger = logging.getLogger("gcache")
+
+
+class _Enabled:
+    """``with gcache.enable():`` — restores the previous state on exit, even on an exception."""
+
+    __slots__ = ("_token", "_value", "_var")
+
+    def __init__(self, var: contextvars.ContextVar[bool], value: bool) -> None:
+        self._var = var
+        self._value = value
+        self._token: contextvars.Token[bool] | None = None
+
+    def __enter__(self) -> None:
+        self._token = self._var.set(self._value)
+
+    def __exit__(self, *exc_info: object) -> None:
+        assert self._token is not None, "exited an enable() block that was never entered"
+        self._var.reset(self._token)
+        self._token = None
+
+
+class GCache:
+    """A two-layer read-through cache for functions.
+
+    Create one per application (it owns an in-process LOCAL layer, a Redis connection pool per
+    event loop, and a background thread for sync callers) and decorate functions with
+    :meth:`cached`. Caching happens only inside :meth:`enable` blocks.
+    """
+
+    def __init__(self, config: GCacheConfig) -> None:
+        if not isinstance(config, GCacheConfig):
+            raise TypeError(f"GCache takes a GCacheConfig, got {type(config).__name__}")
+        self.config = config
+        self._enabled: contextvars.ContextVar[bool] = contextvars.ContextVar(
+            f"gcache_enabled_{id(self):x}", default=False
+        )
+        self._local = LocalCache(
+            max_entries=config.max_local_entries,
+            max_bytes=config.max_local_bytes,
+            timer=config.timer,
+        )
+        self._remote = RemoteStore(config) if config.has_redis else None
+        self._clock: RedisClock | WallClock = (
+            self._remote.clock if self._remote is not None else WallClock()
+        )
+        self._metrics = Metrics(config.metrics_prefix, config.metrics_registry)
+        self._log = BurstLogger(logger, interval=config.error_log_interval_sec, timer=config.timer)
+        self._background = BackgroundLoop(f"gcache-{config.namespace}")
+        self._async_flights = AsyncFlights()
+        self._sync_flights = SyncFlights()
+        self._use_cases: set[str] = set()
+
+    # -- decorating -----------------------------------------------------------------------
+
+    def cached(
+        self,
+        *,
+        key_type: str,
+        id_arg: IdArg,
+        use_case: str | None = None,
+        arg_adapters: Mapping[str, Callable[[Any], Any]] | None = None,
+        ignore_args: Sequence[str] | None = None,
+        track_for_invalidation: bool = False,
+    ) -> Callable[[F], F]:
+        """Cache a function (async or sync) by entity ``(key_type, id)`` and its other arguments.
+
+        ``id_arg`` names the parameter holding the entity id, or is ``(name, extractor)`` to
+        derive the id from that argument. ``use_case`` (default ``module.qualname``) names the
+        function in metrics and in its keys; it must be unique per GCache. ``arg_adapters`` map
+        a parameter to a function producing its key form; ``ignore_args`` leave parameters out of
+        the key (a method's ``self``/``cls`` is left out automatically).
+        ``track_for_invalidation`` makes :meth:`invalidate` of the entity reach this function's
+        entries. Mistakes raise ``ValueError``/``TypeError`` here, at decoration time.
+        """
+
+        def decorate(func: F) -> F:
+            if not callable(func):
+                raise TypeError(f"@cached decorates functions, got {func!r}")
+            name = use_case or f"{func.__module__}.{func.__qualname__}"
+            spec = KeySpec(
+                func,
+                key_type=key_type,
+                id_arg=id_arg,
+                use_case=name,
+                arg_adapters=arg_adapters,
+                ignore_args=ignore_args,
+                tracked=track_for_invalidation,
+            )
+            if name in self._use_cases:
+                raise ValueError(
+                    f"use_case {name!r} is already registered on this GCache; "
+                    "give each cached function its own use_case"
+                )
+            runner = Runner(self, spec)
+            if inspect.iscoroutinefunction(func):
+                wrapped = wrap_async(runner, func)
+            elif inspect.isasyncgenfunction(func) or inspect.isgeneratorfunction(func):
+                raise TypeError(f"@cached cannot cache generator function {name!r}")
+            else:
+                wrapped = wrap_sync(runner, func)
+            self._use_cases.add(name)
+            return wrapped  # type: ignore[return-value]
+
+        return decorate
+
+    def enable(self, enabled: bool = True) -> _Enabled:
+        """Context manager: caching is on (or, with ``False``, off) inside the block.
+
+        The state is per task/thread (a context variable); blocks nest, and leaving one restores
+        what was there before, also when the block raises."""
+        return _Enabled(self._enabled, enabled)
+
+    # -- invalidation ---------------------------------------------------------------------
+
+    async def ainvalidate(self, key_type: str, id: Any, future_buffer_ms: int = 0) -> None:
+        """Invalidate every tracked entry of entity ``(key_type, id)``, in every layer.
+
+        Values computed up to ``future_buffer_ms`` after this call are refused too (closing the
+        race with a read that started before the write). Raises :class:`InvalidationError` if
+        Redis could not be reached after retries; this process's LOCAL layer is invalidated
+        either way.
+        """
+        entity = _entity(key_type, id, future_buffer_ms)
+        remote = self._remote
+        if remote is None:
+            self._invalidate_local(entity, self._clock.now_us() + future_buffer_ms * 1000)
+            return
+        wkey = watermark_key(self.config.namespace, *entity)
+        try:
+            watermark = await retry_remote(
+                lambda: remote.invalidate(wkey, future_buffer_ms=future_buffer_ms),
+                attempts=self.config.invalidation_attempts,
+                budget=self.config.invalidation_budget_sec,
+            )
+        except RemoteError as exc:
+            self._invalidate_local(entity, self._best_effort_now(future_buffer_ms))
+            raise InvalidationError(f"invalidation of {entity} did not reach Redis") from exc
+        self._invalidate_local(entity, watermark)
+        self._metrics.invalidation(key_type, "remote")
+
+    def invalidate(self, key_type: str, id: Any, future_buffer_ms: int = 0) -> None:
+        """Sync twin of :meth:`ainvalidate` (runs on the background loop)."""
+        if self._remote is None:
+            entity = _entity(key_type, id, future_buffer_ms)
+            self._invalidate_local(entity, self._clock.now_us() + future_buffer_ms * 1000)
+            return
+        self._run_sync(lambda: self.ainvalidate(key_type, id, future_buffer_ms))
+
+    async def aflushall(self) -> None:
+        """Drop every entry of this namespace, in Redis and in this process's LOCAL layer.
+
+        Never runs Redis ``FLUSHALL``/``FLUSHDB``: a namespace flush watermark makes every value
+        computed before now unreadable in one step, then the namespace's value keys are deleted
+        in small non-blocking batches to give the memory back."""
+        remote = self._remote
+        if remote is None:
+            self._local.flush(self._clock.now_us())
+            self._metrics.invalidation("*", "local")
+            return
+        try:
+            watermark = await retry_remote(
+                remote.flush,
+                attempts=self.config.invalidation_attempts,
+                budget=self.config.invalidation_budget_sec,
+            )
+        except RemoteError as exc:
+            self._local.flush(self._best_effort_now(0))
+            raise InvalidationError("flush did not reach Redis") from exc
+        self._local.flush(watermark)
+        self._metrics.invalidation("*", "remote")
+        try:
+            await remote.sweep()
+        except RemoteError as exc:  # the watermark already did the flush; this only frees memory
+            self._log.error("sweep", f"gcache flush: deleting old keys failed: {exc}", exc)
+
+    def flushall(self) -> None:
+        """Sync twin of :meth:`aflushall`."""
+        if self._remote is None:
+            self._local.flush(self._clock.now_us())
+            self._metrics.invalidation("*", "local")
+            return
+        self._run_sync(self.aflushall)
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    async def aclose(self) -> None:
+        """Close Redis connections and stop the background thread. The cache keeps working
+        afterwards (resources are created again on demand); call this at shutdown."""
+        if self._remote is not None:
+            await self._remote.aclose()
+        self.close()
+
+    def close(self) -> None:
+        """Sync twin of :meth:`aclose`; closes the background loop's connections."""
+        if self._remote is not None and self._background.thread is not None:
+            remote = self._remote
+            try:
+                self._background.call(remote.aclose)
+            except Exception as exc:  # closing must not fail a shutdown
+                self._log.error("close", f"gcache close: {exc!r}", exc)
+        self._background.stop()
+
+    async def __aenter__(self) -> GCache:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    def __enter__(self) -> GCache:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- internals ------------------------------------------------------------------------
+
+    def _invalidate_local(self, entity: tuple[str, str], watermark: int) -> None:
+        self._local.invalidate(entity, watermark)
+        self._metrics.invalidation(entity[0], "local")
+
+    def _best_effort_now(self, future_buffer_ms: int) -> int:
+        # Redis is unreachable: drop the local entries now; the watermark is an estimate
+        # (0 if the clock never synced), used only to refuse local writes.
+        if not self._clock.synced:
+            return 0
+        return self._clock.now_us() + future_buffer_ms * 1000
+
+    def _run_sync(self, operation: Callable[[], Awaitable[None]]) -> None:
+        if self._background.in_loop_thread():
+            raise RuntimeError("sync gcache calls cannot run on gcache's own background loop")
+        self._background.call(operation)
+
+    def _sync_config(self, key: GCacheKey) -> GCacheKeyConfig | None:
+        """Run the config provider from a sync caller, without a loop when possible."""
+        result = self.config.cache_config_provider(key)
+        if type(result) is not types.CoroutineType:
+            if result is None or isinstance(result, GCacheKeyConfig):
+                return result
+            raise TypeError(f"config provider returned {type(result).__name__}")
+        try:
+            result.send(None)
+        except StopIteration as done:  # finished without suspending: the usual case
+            return done.value  # type: ignore[no-any-return]
+        result.close()
+        if self._background.in_loop_thread():
+            raise RuntimeError("async config provider suspended on gcache's background loop")
+        provider = self.config.cache_config_provider
+        return self._background.call(lambda: provider(key))  # type: ignore[arg-type,return-value]
+
+
+def _entity(key_type: str, id: Any, future_buffer_ms: int) -> tuple[str, str]:
+    if not isinstance(key_type, str) or not key_type:
+        raise ValueError(f"key_type must be a non-empty string, got {key_type!r}")
+    if isinstance(future_buffer_ms, bool) or not isinstance(future_buffer_ms, int):
+        raise TypeError(f"future_buffer_ms must be an int, got {future_buffer_ms!r}")
+    if future_buffer_ms < 0:
+        raise ValueError(f"future_buffer_ms must be >= 0, got {future_buffer_ms}")
+    return key_type, str(id)

@@ -1,0 +1,396 @@
+"""What ``@gcache.cached(...)`` turns a function into.
+
+One :class:`Runner` per decorated function holds every decision (key, config, ramp, validity,
+what to store) and all I/O as async methods. The async wrapper awaits them on the caller's loop;
+the sync wrapper runs the same coroutines on the background loop through the portal, and does
+everything without I/O (LOCAL hit, config, key, pickling, the function itself) in the caller's
+thread. The flow is therefore written once; the two wrappers only differ in how they wait.
+
+Read path of one call::
+
+    enabled? ─no─► function
+    key, config, ramp ─► LOCAL hit? ─yes─► value
+                          │ no
+                          ▼  single-flight per key (one function call per process)
+                    REMOTE hit and newer than its watermarks? ─yes─► store LOCAL, value
+                          │ no
+                    computed_at = cache time now; value = function()
+                    store LOCAL and REMOTE, both conditional on the watermarks
+
+Nothing below raises into the caller except the function's own exceptions: every cache failure
+is counted, logged once per burst and bypassed (fail open). The function runs exactly once per
+call whatever fails around it.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+import types
+from collections.abc import Awaitable, Callable, Hashable
+from random import random
+from typing import TYPE_CHECKING, Any
+
+from ._codec import DecodeError, decode, encode, serialize
+from ._config import GCacheKeyConfig
+from ._exceptions import KeyBuildError
+from ._keys import KeySpec, watermark_key
+from ._local import MISS
+from ._remote import RemoteError
+from ._retry import retry_remote
+from ._scripts import WriteResult
+
+if TYPE_CHECKING:
+    from ._cache import GCache
+    from ._metrics import FunctionMetrics
+
+__all__ = ["Runner", "wrap_async", "wrap_sync"]
+
+_perf = time.perf_counter
+_NO_LAYERS = (0.0, 0.0)
+
+
+class _Fill:
+    """What the I/O before the function call found out."""
+
+    __slots__ = ("computed_at", "raw", "remote_key", "watermark", "watermark_key")
+
+    def __init__(self, remote_key: str | None, watermark_key: str | None) -> None:
+        self.remote_key = remote_key
+        self.watermark_key = watermark_key
+        self.raw: bytes | None = None
+        self.watermark = 0
+        self.computed_at: int | None = None
+
+
+class Runner:
+    """Decisions and I/O for one decorated function; shared by the async and sync wrappers."""
+
+    def __init__(self, cache: GCache, spec: KeySpec) -> None:
+        self.cache = cache
+        self.spec = spec
+        self.metrics: FunctionMetrics = cache._metrics.bind(spec.use_case, spec.key_type)
+        self.local = cache._local
+        self.remote = cache._remote
+        self.provider = cache.config.cache_config_provider
+
+    # -- decisions (no I/O) ---------------------------------------------------------------
+
+    def layers(self, config: GCacheKeyConfig | None) -> tuple[float, float]:
+        """``(local_ttl, remote_ttl)`` for this call; 0 means the layer is not used."""
+        if config is None:
+            self.metrics.disabled("all", "missing_config")
+            return _NO_LAYERS
+        local_ttl = config.local_ttl
+        if local_ttl:
+            ramp = config.local_ramp
+            if ramp < 100 and (ramp <= 0 or random() * 100 >= ramp):
+                self.metrics.disabled("local", "ramped_down")
+                local_ttl = 0.0
+        remote_ttl = config.remote_ttl if self.remote is not None else 0.0
+        if remote_ttl:
+            ramp = config.remote_ramp
+            if ramp < 100 and (ramp <= 0 or random() * 100 >= ramp):
+                self.metrics.disabled("remote", "ramped_down")
+                remote_ttl = 0.0
+        return local_ttl, remote_ttl
+
+    def key(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Hashable, ...] | None:
+        try:
+            return self.spec.local_key(args, kwargs)
+        except TypeError:
+            return None  # a call the function rejects: let it raise its own error
+        except Exception as exc:
+            reason = "unkeyable_argument" if isinstance(exc, KeyBuildError) else "key_error"
+            self.metrics.disabled("all", reason)
+            self.cache._log.error(reason, f"gcache {self.spec.use_case}: no cache key: {exc}", exc)
+            return None
+
+    def config_failed(self, exc: Exception) -> None:
+        self.metrics.disabled("all", "config_error")
+        self.cache._log.error(
+            "config_error", f"gcache {self.spec.use_case}: config provider raised {exc!r}", exc
+        )
+
+    def lookup_local(self, key: tuple[Hashable, ...], ttl: float) -> Any:
+        metrics = self.metrics
+        started = _perf()
+        value = self.local.get(key, ttl)
+        metrics.get_local.observe(_perf() - started)
+        metrics.request_local.inc()
+        if value is MISS:
+            metrics.miss_local.inc()
+        return value
+
+    def new_fill(self, key: tuple[Hashable, ...], remote_ttl: float) -> _Fill:
+        if not remote_ttl:
+            return _Fill(None, None)
+        spec = self.spec
+        cache = self.cache
+        wkey = (
+            watermark_key(cache.config.namespace, spec.key_type, key[1])  # type: ignore[arg-type]
+            if spec.tracked
+            else None
+        )
+        return _Fill(spec.remote_key(cache.config.namespace, key), wkey)
+
+    def accept_remote(self, key: tuple[Hashable, ...], fill: _Fill, local_ttl: float) -> Any:
+        """The REMOTE value if it decodes and is newer than its watermarks, else MISS."""
+        raw = fill.raw
+        if raw is None:
+            return MISS
+        metrics = self.metrics
+        started = _perf()
+        try:
+            computed_at, value = decode(raw)
+        except DecodeError as exc:
+            self.failed("remote", "decode", exc)
+            metrics.miss_remote.inc()
+            return MISS
+        metrics.load.observe(_perf() - started)
+        if computed_at <= fill.watermark:
+            metrics.miss_remote.inc()  # invalidated or flushed since it was computed
+            return MISS
+        if local_ttl:
+            self.local.put(
+                key, value, computed_at=computed_at, size=len(raw), entity=self._entity(key)
+            )
+        return value
+
+    def prepare(self, value: Any) -> bytes | None:
+        """Pickled ``value``, or None when it cannot or must not be cached (counted)."""
+        metrics = self.metrics
+        started = _perf()
+        try:
+            payload = serialize(value)
+        except Exception as exc:
+            self.failed("remote", "unserializable", exc)
+            return None
+        metrics.dump.observe(_perf() - started)
+        metrics.size.observe(len(payload))
+        if len(payload) > self.cache.config.max_value_bytes:
+            self.failed("remote", "too_large", None)
+            return None
+        return payload
+
+    def store_local(
+        self, key: tuple[Hashable, ...], value: Any, payload: bytes, computed_at: int
+    ) -> None:
+        self.local.put(
+            key, value, computed_at=computed_at, size=len(payload), entity=self._entity(key)
+        )
+
+    def _entity(self, key: tuple[Hashable, ...]) -> tuple[str, str] | None:
+        return (self.spec.key_type, key[1]) if self.spec.tracked else None  # type: ignore[return-value]
+
+    def failed(self, layer: str, kind: str, exc: BaseException | None) -> None:
+        self.metrics.error(layer, kind)
+        self.cache._log.error(
+            kind, f"gcache {self.spec.use_case}: {layer} {kind}: {exc!r}; serving uncached", exc
+        )
+
+    # -- I/O (coroutines: awaited directly, or through the portal by sync callers) ---------
+
+    async def before_call(self, fill: _Fill) -> None:
+        """REMOTE lookup and the cache-time stamp taken just before the function runs."""
+        remote = self.remote
+        if remote is None:
+            fill.computed_at = self.cache._clock.now_us()
+            return
+        try:
+            await remote.sync_clock()
+        except RemoteError as exc:
+            self.failed("remote", exc.kind, exc)
+        if fill.remote_key is not None:
+            metrics = self.metrics
+            started = _perf()
+            try:
+                fill.raw, fill.watermark = await remote.get(fill.remote_key, fill.watermark_key)
+            except RemoteError as exc:
+                self.failed("remote", exc.kind, exc)
+            else:
+                metrics.get_remote.observe(_perf() - started)
+            metrics.request_remote.inc()
+            if fill.raw is None:
+                metrics.miss_remote.inc()
+        if remote.clock.synced:
+            fill.computed_at = remote.clock.now_us()
+
+    async def write_remote(self, fill: _Fill, payload: bytes, computed_at: int, ttl: float) -> None:
+        remote = self.remote
+        assert remote is not None and fill.remote_key is not None
+        encoded = encode(payload, computed_at)
+        config = self.cache.config
+        try:
+            result = await retry_remote(
+                lambda: remote.put(
+                    fill.remote_key,  # type: ignore[arg-type]
+                    fill.watermark_key,
+                    encoded,
+                    computed_at=computed_at,
+                    ttl_ms=max(1, int(ttl * 1000)),
+                ),
+                attempts=config.remote_write_attempts,
+                budget=config.remote_write_budget_sec,
+            )
+        except RemoteError as exc:
+            self.failed("remote", exc.kind, exc)
+            return
+        if result == WriteResult.TOO_OLD:
+            self.metrics.disabled("remote", "fallback_too_slow")
+        elif result == WriteResult.STALE:
+            self.metrics.disabled("remote", "invalidated_during_call")
+
+    def store(
+        self, key: tuple[Hashable, ...], fill: _Fill, value: Any, local_ttl: float
+    ) -> bytes | None:
+        """Pickle and store LOCAL; returns the payload if a REMOTE write should follow."""
+        if fill.computed_at is None:
+            self.metrics.disabled("all", "clock_unsynced")
+            return None
+        payload = self.prepare(value)
+        if payload is None:
+            return None
+        if local_ttl:
+            self.store_local(key, value, payload, fill.computed_at)
+        return payload if fill.remote_key is not None else None
+
+
+def _internal_error(runner: Runner, exc: Exception) -> None:
+    runner.failed("all", "internal", exc)
+
+
+def wrap_async(runner: Runner, func: Callable[..., Awaitable[Any]]) -> Callable[..., Any]:
+    cache = runner.cache
+    enabled = cache._enabled
+    provider = runner.provider
+    flights = cache._async_flights
+    metrics = runner.metrics
+    gcache_key = runner.spec.gcache_key
+
+    async def fill_and_call(
+        key: tuple[Hashable, ...],
+        local_ttl: float,
+        remote_ttl: float,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> Any:
+        fill = runner.new_fill(key, remote_ttl)
+        try:
+            await runner.before_call(fill)
+            value = runner.accept_remote(key, fill, local_ttl)
+        except Exception as exc:
+            _internal_error(runner, exc)
+            value = MISS
+        if value is not MISS:
+            return value
+        started = _perf()
+        value = await func(*args, **kwargs)
+        metrics.fallback.observe(_perf() - started)
+        try:
+            payload = runner.store(key, fill, value, local_ttl)
+            if payload is not None:
+                await runner.write_remote(fill, payload, fill.computed_at, remote_ttl)  # type: ignore[arg-type]
+        except Exception as exc:
+            _internal_error(runner, exc)
+        return value
+
+    @functools.wraps(func)
+    async def cached_async(*args: Any, **kwargs: Any) -> Any:
+        if not enabled.get():
+            metrics.disabled("all", "context")
+            return await func(*args, **kwargs)
+        key = runner.key(args, kwargs)
+        if key is None:
+            return await func(*args, **kwargs)
+        try:
+            config = provider(gcache_key(key))
+            if type(config) is types.CoroutineType or hasattr(config, "__await__"):
+                config = await config  # type: ignore[misc]
+        except Exception as exc:
+            runner.config_failed(exc)
+            return await func(*args, **kwargs)
+        local_ttl, remote_ttl = runner.layers(config)
+        if local_ttl:
+            value = runner.lookup_local(key, local_ttl)
+            if value is not MISS:
+                return value
+        elif not remote_ttl:
+            return await func(*args, **kwargs)
+        return await flights.run(
+            key, lambda: fill_and_call(key, local_ttl, remote_ttl, args, kwargs)
+        )
+
+    return cached_async
+
+
+def wrap_sync(runner: Runner, func: Callable[..., Any]) -> Callable[..., Any]:
+    cache = runner.cache
+    enabled = cache._enabled
+    flights = cache._sync_flights
+    metrics = runner.metrics
+    gcache_key = runner.spec.gcache_key
+    background = cache._background
+    remote = runner.remote
+
+    def fill_and_call(
+        key: tuple[Hashable, ...],
+        local_ttl: float,
+        remote_ttl: float,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> Any:
+        fill = runner.new_fill(key, remote_ttl)
+        # A sync cached function called on the background loop's own thread cannot wait on that
+        # loop; it runs without the REMOTE layer instead of deadlocking.
+        io = remote is not None and not background.in_loop_thread()
+        try:
+            if io and (fill.remote_key is not None or remote.clock.due()):  # type: ignore[union-attr]
+                background.call(lambda: runner.before_call(fill))
+            elif remote is None:
+                fill.computed_at = cache._clock.now_us()
+            elif remote.clock.synced:
+                fill.computed_at = remote.clock.now_us()
+            value = runner.accept_remote(key, fill, local_ttl)
+        except Exception as exc:
+            _internal_error(runner, exc)
+            value = MISS
+        if value is not MISS:
+            return value
+        started = _perf()
+        value = func(*args, **kwargs)
+        metrics.fallback.observe(_perf() - started)
+        try:
+            payload = runner.store(key, fill, value, local_ttl)
+            if payload is not None and io:
+                computed_at = fill.computed_at
+                background.call(
+                    lambda: runner.write_remote(fill, payload, computed_at, remote_ttl)  # type: ignore[arg-type]
+                )
+        except Exception as exc:
+            _internal_error(runner, exc)
+        return value
+
+    @functools.wraps(func)
+    def cached_sync(*args: Any, **kwargs: Any) -> Any:
+        if not enabled.get():
+            metrics.disabled("all", "context")
+            return func(*args, **kwargs)
+        key = runner.key(args, kwargs)
+        if key is None:
+            return func(*args, **kwargs)
+        try:
+            config = cache._sync_config(gcache_key(key))
+        except Exception as exc:
+            runner.config_failed(exc)
+            return func(*args, **kwargs)
+        local_ttl, remote_ttl = runner.layers(config)
+        if local_ttl:
+            value = runner.lookup_local(key, local_ttl)
+            if value is not MISS:
+                return value
+        elif not remote_ttl:
+            return func(*args, **kwargs)
+        return flights.run(key, lambda: fill_and_call(key, local_ttl, remote_ttl, args, kwargs))
+
+    return cached_sync

@@ -1,0 +1,220 @@
+"""Configuration objects: what a user passes in, validated when it is built.
+
+Every object here is a frozen, keyword-only dataclass. Validation happens in ``__post_init__`` so
+a bad value fails where it was written, not on the first cache miss in production.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+    from redis.asyncio import Redis
+
+    from ._keys import GCacheKey
+
+__all__ = [
+    "DEFAULT_MAX_LOCAL_BYTES",
+    "DEFAULT_MAX_LOCAL_ENTRIES",
+    "DEFAULT_MAX_VALUE_BYTES",
+    "DEFAULT_NAMESPACE",
+    "DEFAULT_SOCKET_TIMEOUT",
+    "DEFAULT_WATERMARK_TTL_SEC",
+    "CacheLayer",
+    "ConfigProvider",
+    "GCacheConfig",
+    "GCacheKeyConfig",
+    "RedisConfig",
+]
+
+DEFAULT_NAMESPACE = "gcache"
+DEFAULT_MAX_LOCAL_ENTRIES = 100_000
+DEFAULT_MAX_LOCAL_BYTES = 256 * 1024 * 1024
+DEFAULT_MAX_VALUE_BYTES = 1024 * 1024
+DEFAULT_SOCKET_TIMEOUT = 0.5
+DEFAULT_WATERMARK_TTL_SEC = 3600.0
+
+_NAMESPACE_RE = re.compile(r"^[A-Za-z0-9_.\-]+$")
+
+
+class CacheLayer(Enum):
+    """The two layers of the cache, consulted in this order."""
+
+    LOCAL = "local"
+    """In-process memory of one replica."""
+    REMOTE = "remote"
+    """Redis, shared by every replica."""
+
+
+def _check_number(what: str, layer: object, value: object, *, high: float | None = None) -> float:
+    if not isinstance(layer, CacheLayer):
+        raise TypeError(f"{what} keys must be CacheLayer members, got {layer!r}")
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{what}[{layer.name}] must be a number, got {value!r}")
+    if value < 0 or (high is not None and value > high):
+        bound = f"between 0 and {high:g}" if high is not None else ">= 0"
+        raise ValueError(f"{what}[{layer.name}] must be {bound}, got {value!r}")
+    return float(value)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GCacheKeyConfig:
+    """How one call is cached: per-layer TTL in seconds and ramp in percent.
+
+    A layer missing from either mapping, with a TTL of 0 or a ramp of 0 is not used. The ramp is
+    the share of calls that use the layer (a random draw per call), so a new use case can be
+    rolled out from 0 to 100 without a deploy.
+    """
+
+    ttl_sec: Mapping[CacheLayer, float]
+    ramp: Mapping[CacheLayer, float]
+    # Flattened copies read on the hot path (attribute access beats two dict lookups).
+    local_ttl: float = field(init=False, repr=False, compare=False)
+    remote_ttl: float = field(init=False, repr=False, compare=False)
+    local_ramp: float = field(init=False, repr=False, compare=False)
+    remote_ramp: float = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        ttl = {k: _check_number("ttl_sec", k, v) for k, v in self.ttl_sec.items()}
+        ramp = {k: _check_number("ramp", k, v, high=100) for k, v in self.ramp.items()}
+        setattr_ = object.__setattr__
+        setattr_(self, "local_ttl", ttl.get(CacheLayer.LOCAL, 0.0))
+        setattr_(self, "remote_ttl", ttl.get(CacheLayer.REMOTE, 0.0))
+        setattr_(self, "local_ramp", ramp.get(CacheLayer.LOCAL, 0.0))
+        setattr_(self, "remote_ramp", ramp.get(CacheLayer.REMOTE, 0.0))
+
+
+ConfigProvider = Callable[
+    ["GCacheKey"],
+    Awaitable[GCacheKeyConfig | None] | GCacheKeyConfig | None,
+]
+"""Returns the config for one call, or ``None`` to skip caching for it. May be async or sync.
+
+It runs on every cached call (LOCAL hits included), so it should be cheap and should not do I/O.
+A sync cached function calls an async provider without an event loop when the provider never
+suspends; one that does suspend is run on gcache's background loop instead.
+"""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RedisConfig:
+    """Where the REMOTE layer lives. ``url`` (``redis://`` or ``rediss://``), when given, takes
+    precedence over host/port/db/username/password/ssl."""
+
+    host: str = "localhost"
+    port: int = 6379
+    db: int = 0
+    username: str | None = None
+    password: str | None = None
+    ssl: bool = False
+    ssl_ca_certs: str | None = None
+    url: str | None = None
+    socket_timeout: float = DEFAULT_SOCKET_TIMEOUT
+    """Seconds one Redis command may take before the cache gives up on it (and fails open)."""
+    socket_connect_timeout: float = DEFAULT_SOCKET_TIMEOUT
+    max_connections: int | None = None
+    client_name: str = "gcache"
+
+    def __post_init__(self) -> None:
+        if not 0 < self.port < 65536:
+            raise ValueError(f"port must be in 1..65535, got {self.port}")
+        for name in ("socket_timeout", "socket_connect_timeout"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
+        if self.url is not None and not self.url.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError(
+                f"url must start with redis://, rediss:// or unix://, got {self.url!r}"
+            )
+
+    def client_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for ``redis.asyncio.Redis`` (host form; see ``url`` for the other)."""
+        kwargs: dict[str, Any] = {
+            "socket_timeout": self.socket_timeout,
+            "socket_connect_timeout": self.socket_connect_timeout,
+            "client_name": self.client_name,
+        }
+        if self.max_connections is not None:
+            kwargs["max_connections"] = self.max_connections
+        if self.url is None:
+            kwargs.update(
+                host=self.host,
+                port=self.port,
+                db=self.db,
+                username=self.username,
+                password=self.password,
+                ssl=self.ssl,
+            )
+            if self.ssl_ca_certs is not None:
+                kwargs["ssl_ca_certs"] = self.ssl_ca_certs
+        return kwargs
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GCacheConfig:
+    """Everything one :class:`GCache` instance needs.
+
+    Give at most one of ``redis_config`` and ``redis_client_factory``; with neither, only the
+    LOCAL layer is used.
+    """
+
+    cache_config_provider: ConfigProvider
+    redis_config: RedisConfig | None = None
+    redis_client_factory: Callable[[], Redis] | None = None
+    """Returns a ``redis.asyncio.Redis``. Called once per event loop that uses the cache (and once
+    for gcache's own background loop); it must not hand one client to two threads."""
+    namespace: str = DEFAULT_NAMESPACE
+    """Prefix of every Redis key this instance touches; two applications with different
+    namespaces can share one Redis."""
+    metrics_prefix: str = ""
+    metrics_registry: CollectorRegistry | None = None
+    """Where the metrics are registered; ``None`` means prometheus_client's default registry."""
+    max_local_entries: int = DEFAULT_MAX_LOCAL_ENTRIES
+    max_local_bytes: int = DEFAULT_MAX_LOCAL_BYTES
+    max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES
+    """Serialized values larger than this are returned but not cached (counted)."""
+    watermark_ttl_sec: float = DEFAULT_WATERMARK_TTL_SEC
+    """How long an invalidation keeps refusing writes of values computed before it. A fallback
+    that runs longer than this is not cached at all, so the refusal can never be outlived."""
+    remote_write_attempts: int = 3
+    remote_write_budget_sec: float = 0.25
+    invalidation_attempts: int = 5
+    invalidation_budget_sec: float = 3.0
+    error_log_interval_sec: float = 10.0
+    """Errors of one kind are logged once per interval; the rest are counted and summarised."""
+    timer: Callable[[], float] = time.monotonic
+    """Monotonic clock for LOCAL expiry; tests inject a fake one."""
+
+    def __post_init__(self) -> None:
+        if not callable(self.cache_config_provider):
+            raise TypeError("cache_config_provider must be callable")
+        if self.redis_config is not None and self.redis_client_factory is not None:
+            raise ValueError("give redis_config or redis_client_factory, not both")
+        if not _NAMESPACE_RE.match(self.namespace):
+            raise ValueError(
+                f"namespace must be non-empty and use only letters, digits, '_', '.', '-'; "
+                f"got {self.namespace!r}"
+            )
+        for name in ("max_local_entries", "max_local_bytes", "max_value_bytes"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
+        for name in ("remote_write_attempts", "invalidation_attempts"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
+        for name in (
+            "watermark_ttl_sec",
+            "remote_write_budget_sec",
+            "invalidation_budget_sec",
+            "error_log_interval_sec",
+        ):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
+
+    @property
+    def has_redis(self) -> bool:
+        return self.redis_config is not None or self.redis_client_factory is not None

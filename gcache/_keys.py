@@ -1,0 +1,330 @@
+"""Cache keys: from a call's arguments to an unambiguous LOCAL key and REMOTE key.
+
+Two calls share a key only if they are the same call. Earlier designs joined ``str(arg)`` with
+separators, so ``f("a:b", "c")`` and ``f("a", "b:c")`` collided. Here:
+
+* the LOCAL key is a tuple of *canonical* values: ``str`` and ``int`` as themselves (a tuple
+  slot has no separator to confuse), everything else as a ``(tag, text)`` pair, so ``1``,
+  ``True``, ``1.0`` and ``"1"`` stay distinct;
+* the REMOTE key spells the same tuple with every component percent-encoded (``quote`` with no
+  safe characters), so the separators ``: = & { } # !`` can only be separators. Non-``str``
+  values start with ``!``, which ``quote`` never emits for a string. An argument list or id
+  longer than :data:`MAX_COMPONENT` characters is replaced by ``#`` and a 128-bit BLAKE2b digest.
+
+Key layout in Redis (``ns`` is the namespace)::
+
+    ns:v:{key_type=id}:use_case:name=value&name=value   a cached value
+    ns:w:{key_type=id}                                  the entity's watermark
+    ns:flush                                            the namespace's flush watermark
+
+The ``{...}`` hash tag keeps an entity's values and its watermark in one Redis Cluster slot, so
+the conditional-write script can read the watermark atomically.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from typing import Any, cast
+from urllib.parse import quote
+
+import orjson
+
+from ._exceptions import KeyBuildError
+
+__all__ = ["MAX_COMPONENT", "GCacheKey", "KeySpec", "canonical", "entity_tag", "flush_key"]
+
+MAX_COMPONENT = 200
+_JSON_OPTS = orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS
+_AUTO_IGNORED = ("self", "cls")
+_EMPTY = inspect.Parameter.empty
+
+
+def canonical(value: object) -> Hashable:
+    """A hashable stand-in for ``value`` that equals another's only for equal values of one type."""
+    kind = type(value)
+    if kind is str or kind is int:
+        return value
+    if kind is bool:
+        return ("b", "1" if value else "0")
+    if value is None:
+        return ("n", "")
+    if kind is float:
+        return ("f", repr(value))
+    if kind is bytes:
+        return ("x", cast(bytes, value).hex())
+    if kind in (list, tuple, dict):
+        try:
+            return (kind.__name__, orjson.dumps(value, option=_JSON_OPTS).decode())
+        except TypeError:
+            pass  # contains something orjson cannot spell; fall through to repr
+    if kind.__repr__ is object.__repr__:
+        raise KeyBuildError(
+            f"{kind.__qualname__} has no stable repr (it would embed a memory address)"
+        )
+    return (f"r:{kind.__module__}.{kind.__qualname__}", repr(value))
+
+
+def _encode(canon: Hashable) -> str:
+    if type(canon) is str:
+        return quote(canon, safe="")
+    if type(canon) is int:
+        return f"!i{canon}"
+    tag, text = cast(tuple[str, str], canon)
+    return f"!{quote(tag, safe='')}~{quote(text, safe='')}"
+
+
+def _shorten(text: str) -> str:
+    if len(text) <= MAX_COMPONENT:
+        return text
+    return "#" + hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+
+
+def entity_tag(key_type: str, entity_id: str) -> str:
+    """The ``{key_type=id}`` hash tag that names an entity in every Redis key."""
+    return "{" + quote(key_type, safe="") + "=" + _shorten(quote(entity_id, safe="")) + "}"
+
+
+def flush_key(namespace: str) -> str:
+    return f"{namespace}:flush"
+
+
+def watermark_key(namespace: str, key_type: str, entity_id: str) -> str:
+    return f"{namespace}:w:{entity_tag(key_type, entity_id)}"
+
+
+class GCacheKey:
+    """One cached call, as the config provider sees it.
+
+    ``args`` lists the keyed arguments (not the id, not ignored ones) as ``(name, text)`` pairs,
+    where ``text`` is the argument's encoded form in the Redis key.
+    """
+
+    __slots__ = ("_args", "_names", "_rest", "id", "invalidation_tracking", "key_type", "use_case")
+
+    def __init__(
+        self,
+        key_type: str,
+        id: str,
+        use_case: str,
+        invalidation_tracking: bool = False,
+        args: Sequence[tuple[str, str]] = (),
+    ) -> None:
+        self.key_type = key_type
+        self.id = id
+        self.use_case = use_case
+        self.invalidation_tracking = invalidation_tracking
+        self._args: tuple[tuple[str, str], ...] | None = tuple(args)
+        self._names: tuple[str, ...] = ()
+        self._rest: tuple[Hashable, ...] = ()
+
+    @classmethod
+    def _lazy(cls, spec: KeySpec, entity_id: str, rest: tuple[Hashable, ...]) -> GCacheKey:
+        # Built on every cached call: the readable args are only spelled out if asked for.
+        key = cls.__new__(cls)
+        key.key_type = spec.key_type
+        key.id = entity_id
+        key.use_case = spec.use_case
+        key.invalidation_tracking = spec.tracked
+        key._args = None
+        key._names = spec.arg_names
+        key._rest = rest
+        return key
+
+    @property
+    def args(self) -> tuple[tuple[str, str], ...]:
+        if self._args is None:
+            self._args = tuple(
+                (name, _encode(canon)) for name, canon in zip(self._names, self._rest, strict=True)
+            )
+        return self._args
+
+    def __repr__(self) -> str:
+        return (
+            f"GCacheKey(key_type={self.key_type!r}, id={self.id!r}, use_case={self.use_case!r}, "
+            f"args={self.args!r}, invalidation_tracking={self.invalidation_tracking!r})"
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, GCacheKey):
+            return NotImplemented
+        return (self.key_type, self.id, self.use_case, self.args) == (
+            other.key_type,
+            other.id,
+            other.use_case,
+            other.args,
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.key_type, self.id, self.use_case, self.args))
+
+
+IdArg = str | tuple[str, Callable[[Any], Any]]
+
+
+class KeySpec:
+    """Everything about one decorated function that key building needs, worked out once.
+
+    ``local_key(args, kwargs)`` is on the hot path of every call: it maps arguments to
+    parameters by position and name without ``inspect.Signature.bind`` (which costs microseconds),
+    and falls back to ``bind`` only for ``*args``/``**kwargs`` functions or unusual calls.
+    """
+
+    __slots__ = (
+        "_adapters",
+        "_id_extract",
+        "_id_index",
+        "_keyed",
+        "_known",
+        "_params",
+        "_positional",
+        "_signature",
+        "_simple",
+        "arg_names",
+        "key_type",
+        "tracked",
+        "use_case",
+    )
+
+    def __init__(
+        self,
+        func: Callable[..., Any],
+        *,
+        key_type: str,
+        id_arg: IdArg,
+        use_case: str,
+        arg_adapters: Mapping[str, Callable[[Any], Any]] | None,
+        ignore_args: Sequence[str] | None,
+        tracked: bool,
+    ) -> None:
+        if not isinstance(key_type, str) or not key_type:
+            raise ValueError(f"key_type must be a non-empty string, got {key_type!r}")
+        if not isinstance(use_case, str) or not use_case:
+            raise ValueError(f"use_case must be a non-empty string, got {use_case!r}")
+        self.key_type = key_type
+        self.use_case = use_case
+        self.tracked = tracked
+        self._signature = inspect.signature(func)
+        params = list(self._signature.parameters.values())
+        names = [p.name for p in params]
+        where = f"@cached {use_case!r}"
+
+        if isinstance(id_arg, tuple):
+            if len(id_arg) != 2 or not isinstance(id_arg[0], str) or not callable(id_arg[1]):
+                raise TypeError(
+                    f"{where}: id_arg must be a name or (name, extractor), got {id_arg!r}"
+                )
+            id_name, extract = id_arg
+            self._id_extract: Callable[[Any], Any] | None = extract
+        elif isinstance(id_arg, str):
+            id_name, self._id_extract = id_arg, None
+        else:
+            raise TypeError(f"{where}: id_arg must be a name or (name, extractor), got {id_arg!r}")
+        if id_name not in names:
+            raise ValueError(f"{where}: id_arg {id_name!r} is not a parameter of {names}")
+
+        ignored = list(ignore_args or ())
+        for name in ignored:
+            if name not in names:
+                raise ValueError(f"{where}: ignore_args names {name!r}, not a parameter of {names}")
+        if id_name in ignored:
+            raise ValueError(f"{where}: {id_name!r} is the id_arg and cannot be ignored")
+        adapters = dict(arg_adapters or {})
+        for name, adapter in adapters.items():
+            if name not in names:
+                raise ValueError(
+                    f"{where}: arg_adapters names {name!r}, not a parameter of {names}"
+                )
+            if not callable(adapter):
+                raise TypeError(f"{where}: arg_adapters[{name!r}] must be callable")
+        if params and params[0].name in _AUTO_IGNORED and params[0].name != id_name:
+            ignored.append(params[0].name)  # a method's receiver is not part of the key
+
+        self._params = names
+        self._id_index = names.index(id_name)
+        keyed = [i for i, p in enumerate(params) if p.name not in ignored and p.name != id_name]
+        self._keyed = tuple(keyed)
+        self.arg_names = tuple(names[i] for i in keyed)
+        self._adapters = tuple(adapters.get(names[i]) for i in keyed)
+        self._known = frozenset(
+            p.name for p in params if p.kind is not inspect.Parameter.POSITIONAL_ONLY
+        )
+        self._positional = sum(
+            p.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+            for p in params
+        )
+        self._simple = all(
+            p.kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+            for p in params
+        )
+
+    # -- hot path -------------------------------------------------------------------------
+
+    def _values(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[Any] | None:
+        """Argument value per parameter, or None when the fast mapping does not apply."""
+        if not self._simple or len(args) > self._positional:
+            return None
+        if kwargs and (
+            not kwargs.keys() <= self._known
+            or any(name in kwargs for name in self._params[: len(args)])
+        ):
+            return None  # let bind() or the function itself report the bad call
+        values: list[Any] = list(args)
+        params = self._signature.parameters
+        for name in self._params[len(args) :]:
+            if name in kwargs:
+                values.append(kwargs[name])
+            else:
+                default = params[name].default
+                if default is _EMPTY:
+                    return None
+                values.append(default)
+        return values
+
+    def _bound_values(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[Any]:
+        bound = self._signature.bind(*args, **kwargs)  # TypeError: the function will raise it
+        bound.apply_defaults()
+        return [bound.arguments[name] for name in self._params]
+
+    def local_key(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Hashable, ...]:
+        """``(use_case, entity_id, id_canon_or_None, *keyed_arg_canons)``.
+
+        Raises ``TypeError`` for a call the function itself would reject, ``KeyBuildError`` for
+        an argument with no stable key form.
+        """
+        values = self._values(args, kwargs)
+        if values is None:
+            values = self._bound_values(args, kwargs)
+        raw_id = values[self._id_index]
+        if self._id_extract is not None:
+            raw_id = self._id_extract(raw_id)
+        id_canon = canonical(raw_id)
+        rest: list[Hashable] = [
+            self.use_case,
+            str(raw_id),
+            None if type(raw_id) is str else id_canon,
+        ]
+        for index, adapter in zip(self._keyed, self._adapters, strict=True):
+            value = values[index]
+            rest.append(canonical(value if adapter is None else adapter(value)))
+        return tuple(rest)
+
+    # -- off the hot path -----------------------------------------------------------------
+
+    def gcache_key(self, local_key: tuple[Hashable, ...]) -> GCacheKey:
+        return GCacheKey._lazy(self, local_key[1], local_key[3:])  # type: ignore[arg-type]
+
+    def remote_key(self, namespace: str, local_key: tuple[Hashable, ...]) -> str:
+        entity_id = local_key[1]
+        assert isinstance(entity_id, str)
+        parts = [
+            f"{name}={_encode(canon)}"
+            for name, canon in zip(self.arg_names, local_key[3:], strict=True)
+        ]
+        if local_key[2] is not None:  # a non-str id: keep 1 and "1" apart
+            parts.insert(0, f"~id={_encode(local_key[2])}")
+        return (
+            f"{namespace}:v:{entity_tag(self.key_type, entity_id)}:"
+            f"{quote(self.use_case, safe='')}:{_shorten('&'.join(parts))}"
+        )

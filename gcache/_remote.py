@@ -1,0 +1,175 @@
+"""The REMOTE layer: every Redis round trip the cache makes, and the one place Redis errors are
+translated (into :class:`RemoteError`, which the callers turn into fail-open behaviour).
+
+An asyncio Redis client belongs to the event loop that first used it, so clients are kept per
+loop: async callers use their own loop's client (no thread hop on a REMOTE hit) and sync callers
+go through the single background loop of :mod:`gcache._portal`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import weakref
+from collections.abc import Awaitable
+from typing import Any, TypeVar
+
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import NoScriptError, RedisError
+
+from ._clock import RedisClock
+from ._config import GCacheConfig
+from ._exceptions import GCacheError
+from ._keys import flush_key
+from ._scripts import FLUSH, INVALIDATE, WRITE, Script
+
+__all__ = ["RemoteError", "RemoteStore"]
+
+T = TypeVar("T")
+_SWEEP_BATCH = 500
+
+
+class RemoteError(GCacheError):
+    """A Redis operation failed (connection, timeout, server error). Internal: cached calls fail
+    open on it; invalidations retry and then raise :class:`InvalidationError`."""
+
+    def __init__(self, operation: str, cause: BaseException) -> None:
+        super().__init__(f"redis {operation} failed: {cause!r}")
+        self.operation = operation
+        self.kind = "timeout" if isinstance(cause, TimeoutError) else "redis"
+
+
+def _client_from(config: GCacheConfig) -> Redis:
+    if config.redis_client_factory is not None:
+        return config.redis_client_factory()
+    redis_config = config.redis_config
+    assert redis_config is not None
+    # Retries are ours (tenacity, bounded, only where safe); redis-py's own would stretch a
+    # cache read far past the configured timeout.
+    kwargs = redis_config.client_kwargs() | {"retry": Retry(NoBackoff(), 0)}
+    if redis_config.url is not None:
+        client: Redis = Redis.from_url(redis_config.url, **kwargs)
+        return client
+    return Redis(**kwargs)
+
+
+class RemoteStore:
+    """Redis operations of one namespace. Every method raises :class:`RemoteError` on failure."""
+
+    def __init__(self, config: GCacheConfig) -> None:
+        self._config = config
+        self.namespace = config.namespace
+        self.flush_key = flush_key(config.namespace)
+        self.clock = RedisClock()
+        self._owns_clients = config.redis_client_factory is None
+        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Redis] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._max_age_us = int(config.watermark_ttl_sec * 1_000_000)
+
+    # -- clients --------------------------------------------------------------------------
+
+    def client(self) -> Redis:
+        """The client of the running event loop, created on first use."""
+        loop = asyncio.get_running_loop()
+        client = self._clients.get(loop)
+        if client is None:
+            client = self._clients[loop] = _client_from(self._config)
+        return client
+
+    async def aclose(self) -> None:
+        """Close the running loop's client (if gcache created it)."""
+        loop = asyncio.get_running_loop()
+        client = self._clients.pop(loop, None)
+        if client is not None and self._owns_clients:
+            await client.aclose()
+
+    async def _call(self, operation: str, awaitable: Awaitable[T]) -> T:
+        try:
+            return await awaitable
+        except (RedisError, OSError, TimeoutError) as exc:
+            raise RemoteError(operation, exc) from exc
+
+    async def _script(self, script: Script, keys: list[str], args: list[Any]) -> Any:
+        client = self.client()
+        try:
+            try:
+                return await client.evalsha(script.sha, len(keys), *keys, *args)
+            except NoScriptError:
+                return await client.eval(script.source, len(keys), *keys, *args)
+        except (RedisError, OSError, TimeoutError) as exc:
+            raise RemoteError(script.name, exc) from exc
+
+    # -- operations -----------------------------------------------------------------------
+
+    async def sync_clock(self) -> None:
+        """Take a ``TIME`` sample if the clock needs one."""
+        if not self.clock.due():
+            return
+        client = self.client()
+        t0 = time.monotonic_ns()
+        seconds, micros = await self._call("time", client.time())
+        t1 = time.monotonic_ns()
+        self.clock.observe(t0, seconds * 1_000_000 + micros, t1)
+
+    async def get(self, key: str, watermark_key: str | None) -> tuple[bytes | None, int]:
+        """The stored bytes and the highest watermark that applies to them (0 if none), read in
+        one round trip."""
+        keys = self._keys(key, watermark_key)
+        values: list[Any] = await self._call("get", self.client().mget(keys))
+        raw = values[0]
+        if raw is None:
+            return None, 0
+        watermark = max(int(v) for v in values[1:] if v is not None) if any(values[1:]) else 0
+        return raw, watermark
+
+    def _keys(self, key: str, watermark_key: str | None) -> list[str]:
+        if watermark_key is None:
+            return [key, self.flush_key]
+        return [key, self.flush_key, watermark_key]
+
+    async def put(
+        self,
+        key: str,
+        watermark_key: str | None,
+        encoded: bytes,
+        *,
+        computed_at: int,
+        ttl_ms: int,
+    ) -> int:
+        """Conditional write (see :data:`gcache._scripts.WRITE`); returns a ``WriteResult``."""
+        keys = self._keys(key, watermark_key)
+        result = await self._script(WRITE, keys, [computed_at, ttl_ms, encoded, self._max_age_us])
+        return int(result)
+
+    async def invalidate(self, watermark_key: str, *, future_buffer_ms: int) -> int:
+        """Raise the entity's watermark to at least ``now + buffer``; returns the watermark."""
+        min_ttl_ms = int(self._config.watermark_ttl_sec * 1000) + future_buffer_ms
+        result = await self._script(
+            INVALIDATE, [watermark_key], [future_buffer_ms * 1000, min_ttl_ms]
+        )
+        return int(result)
+
+    async def flush(self) -> int:
+        """Raise the namespace flush watermark to now; returns it."""
+        return int(await self._script(FLUSH, [self.flush_key], [0]))
+
+    async def sweep(self) -> int:
+        """Delete this namespace's value keys in small SCAN/UNLINK batches (never FLUSHDB).
+
+        Only reclaims memory: the flush watermark already made every one of them unreadable.
+        Watermark keys are kept; they still guard against late writes."""
+        client = self.client()
+        deleted = 0
+        cursor: int = 0
+        pattern = f"{self.namespace}:v:*"
+        while True:
+            cursor, keys = await self._call(
+                "scan", client.scan(cursor=cursor, match=pattern, count=_SWEEP_BATCH)
+            )
+            if keys:
+                deleted += await self._call("unlink", client.unlink(*keys))
+            if cursor == 0:
+                return deleted

@@ -1,0 +1,89 @@
+"""Private Redis servers for the test suite.
+
+Tests never use a Redis server they did not start: these fixtures launch ``redis-server``
+processes on free loopback ports (see :mod:`integration.redis_server`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from gcache import GCache, GCacheConfig, RedisConfig
+from integration.redis_server import RedisServer
+from tests.providers import BOTH, constant
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """One private server shared by the whole session. Do not kill or pause it in a test:
+    use ``fresh_redis_server`` for that."""
+    with RedisServer.start() as server:
+        yield server
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> Iterator[str]:
+    """URL of the shared private server, emptied (``FLUSHALL``) before the test runs.
+
+    If an earlier test killed the shared server by mistake, it is restarted (same port, so
+    the URL does not change); if it left it paused, it is resumed.
+    """
+    redis_server.resume()
+    if not redis_server.is_running:
+        redis_server.restart()
+    client = redis_server.client()
+    try:
+        client.flushall()
+    finally:
+        client.close()
+    yield redis_server.url
+
+
+@pytest.fixture
+def fresh_redis_server() -> Iterator[RedisServer]:
+    """A brand-new private server for this test alone, free to be killed, paused or
+    restarted. It is resumed and closed at teardown whatever the test did to it."""
+    server = RedisServer.start()
+    try:
+        yield server
+    finally:
+        try:
+            server.resume()
+        finally:
+            server.close()
+
+
+@pytest.fixture
+def registry() -> CollectorRegistry:
+    """A private Prometheus registry, so each test reads only its own metrics."""
+    return CollectorRegistry()
+
+
+@pytest.fixture
+def make_cache(registry: CollectorRegistry) -> Iterator[Callable[..., GCache]]:
+    """Factory for GCache instances with a private registry; every one is closed at teardown.
+
+    ``make_cache(url=None, provider=None, **config_fields)``: ``url`` turns on the REMOTE layer
+    (``RedisConfig(url=url)``), ``provider`` defaults to LOCAL+REMOTE always on.
+    """
+    caches: list[GCache] = []
+
+    def make(
+        url: str | None = None,
+        provider: Callable[..., Any] | None = None,
+        **fields: Any,
+    ) -> GCache:
+        fields.setdefault("metrics_registry", registry)
+        if url is not None:
+            fields.setdefault("redis_config", RedisConfig(url=url))
+        cache = GCache(GCacheConfig(cache_config_provider=provider or constant(BOTH), **fields))
+        caches.append(cache)
+        return cache
+
+    yield make
+    for cache in caches:
+        cache.close()
