@@ -223,7 +223,7 @@ class GCache:
         if self._remote is not None and self._background.thread is not None:
             remote = self._remote
             try:
-                self._background.call(remote.aclose)
+                self._background.call(lambda: remote.aclose(owned=True))
             except Exception as exc:  # closing must not fail a shutdown
                 self._log.error("close", f"gcache close: {exc!r}", exc)
         self._background.stop()

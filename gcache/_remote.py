@@ -79,11 +79,12 @@ class RemoteStore:
             client = self._clients[loop] = _client_from(self._config)
         return client
 
-    async def aclose(self) -> None:
-        """Close the running loop's client (if gcache created it)."""
+    async def aclose(self, *, owned: bool = False) -> None:
+        """Close the running loop's client if gcache created it or ``owned`` says the loop is
+        gcache's own (a factory's client for that loop can serve nobody else)."""
         loop = asyncio.get_running_loop()
         client = self._clients.pop(loop, None)
-        if client is not None and self._owns_clients:
+        if client is not None and (owned or self._owns_clients):
             await client.aclose()
 
     async def _call(self, operation: str, awaitable: Awaitable[T]) -> T:

@@ -201,12 +201,23 @@ def _read_from(path: str, offset: int) -> str:
         return ""
 
 
+def _password_of(extra_args: Sequence[str]) -> str | None:
+    """The ``--requirepass`` value among the server's arguments, if any."""
+    args = list(extra_args)
+    if "--requirepass" in args and args.index("--requirepass") + 1 < len(args):
+        return args[args.index("--requirepass") + 1]
+    return None
+
+
 @contextlib.contextmanager
-def _probe_client(port: int, timeout: float) -> Iterator[redis.Redis]:
+def _probe_client(
+    port: int, timeout: float, extra_args: Sequence[str] = ()
+) -> Iterator[redis.Redis]:
     """A client that fails fast (no retries, short timeouts), closed on exit."""
     client = redis.Redis(
         host=HOST,
         port=port,
+        password=_password_of(extra_args),
         socket_timeout=timeout,
         socket_connect_timeout=timeout,
         retry=Retry(NoBackoff(), 0),
@@ -282,7 +293,7 @@ def _launch(
         deadline = time.monotonic() + timeout
         # A probe timeout only costs one more poll; keep it short so a process that has
         # exited (e.g. lost the port to a silent listener) is noticed quickly.
-        with _probe_client(port, timeout=min(_PROBE_TIMEOUT, timeout)) as probe:
+        with _probe_client(port, min(_PROBE_TIMEOUT, timeout), extra_args) as probe:
             while True:
                 if process.poll() is not None:
                     text = output()
@@ -434,11 +445,12 @@ class RedisServer:
         ``client_name``, ``retry``); ``decode_responses`` defaults to False.
         """
         kwargs.setdefault("decode_responses", False)
+        kwargs.setdefault("password", _password_of(self._extra_args))
         return redis.Redis(host=HOST, port=self._port, **kwargs)
 
     def info(self, section: str | None = None) -> dict[str, Any]:
         """Return ``INFO [section]`` as a dict (values parsed by redis-py)."""
-        with _probe_client(self._port, _ADMIN_SOCKET_TIMEOUT) as admin:
+        with _probe_client(self._port, _ADMIN_SOCKET_TIMEOUT, self._extra_args) as admin:
             return admin.info(section)
 
     def kill_clients(
@@ -462,7 +474,7 @@ class RedisServer:
             raise ValueError(
                 f"client_type must be one of {sorted(_CLIENT_TYPES)}, got {client_type!r}"
             )
-        with _probe_client(self._port, _ADMIN_SOCKET_TIMEOUT) as admin:
+        with _probe_client(self._port, _ADMIN_SOCKET_TIMEOUT, self._extra_args) as admin:
             my_id = admin.client_id()
             clients = admin.client_list(_type=client_type)
             ids = [int(c["id"]) for c in clients if name is None or c.get("name") == name]
@@ -501,7 +513,7 @@ class RedisServer:
                 return
             process.send_signal(signal.SIGCONT)  # a stopped process cannot act on anything
             try:
-                with _probe_client(self._port, _ADMIN_SOCKET_TIMEOUT) as admin:
+                with _probe_client(self._port, _ADMIN_SOCKET_TIMEOUT, self._extra_args) as admin:
                     admin.shutdown(nosave=True)  # swallows the expected ConnectionError
                 shutdown_sent = True
             except redis.RedisError:
