@@ -4,6 +4,7 @@ See the README for the guide; every public name is re-exported here.
 """
 
 from ._cache import GCache as GCache
+from ._config import BusConfig as BusConfig
 from ._config import CacheLayer as CacheLayer
 from ._config import GCacheConfig as GCacheConfig
 from ._config import GCacheKeyConfig as GCacheKeyConfig
@@ -14,6 +15,7 @@ from ._exceptions import KeyBuildError as KeyBuildError
 from ._keys import GCacheKey as GCacheKey
 
 __all__ = [
+    "BusConfig",
     "CacheLayer",
     "GCache",
     "GCacheConfig",

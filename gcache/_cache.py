@@ -5,21 +5,26 @@ from __future__ import annotations
 import contextvars
 import inspect
 import logging
+import threading
 import types
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from concurrent.futures import Future
 from typing import Any, TypeVar
 
+from bus._clock import RedisClock, WallClock
+from bus._portal import BackgroundLoop
+from bus._retry import retry_async
+from bus._subscriber import Subscriber
+
 from ._burst_log import BurstLogger
+from ._bus_link import make_subscriber
 from ._cached import Runner, wrap_async, wrap_sync
-from ._clock import RedisClock, WallClock
 from ._config import GCacheConfig, GCacheKeyConfig
 from ._exceptions import InvalidationError
-from ._keys import GCacheKey, IdArg, KeySpec, watermark_key
+from ._keys import GCacheKey, IdArg, KeySpec
 from ._local import LocalCache
 from ._metrics import Metrics
-from ._portal import BackgroundLoop
 from ._remote import RemoteError, RemoteStore
-from ._retry import retry_remote
 from ._singleflight import AsyncFlights, SyncFlights
 
 __all__ = ["GCache"]
@@ -31,20 +36,19 @@ logger = logging.getLogger("gcache")
 class _Enabled:
     """``with gcache.enable():`` — restores the previous state on exit, even on an exception."""
 
-    __slots__ = ("_token", "_value", "_var")
+    __slots__ = ("_tokens", "_value", "_var")
 
     def __init__(self, var: contextvars.ContextVar[bool], value: bool) -> None:
         self._var = var
         self._value = value
-        self._token: contextvars.Token[bool] | None = None
+        # A stack, so one object may be entered again while already inside it.
+        self._tokens: list[contextvars.Token[bool]] = []
 
     def __enter__(self) -> None:
-        self._token = self._var.set(self._value)
+        self._tokens.append(self._var.set(self._value))
 
     def __exit__(self, *exc_info: object) -> None:
-        assert self._token is not None, "exited an enable() block that was never entered"
-        self._var.reset(self._token)
-        self._token = None
+        self._var.reset(self._tokens.pop())
 
 
 class GCache:
@@ -77,6 +81,18 @@ class GCache:
         self._async_flights = AsyncFlights()
         self._sync_flights = SyncFlights()
         self._use_cases: set[str] = set()
+        self._bus: Subscriber | None = None
+        if self._remote is not None and config.bus is not None:
+            self._bus = make_subscriber(config, self._remote, self._local)
+        self._bus_task: Future[object] | None = None
+        self._bus_lock = threading.Lock()
+
+    @property
+    def bus(self) -> Subscriber | None:
+        """The invalidation-bus subscriber (``None`` without Redis or with ``bus=None``); its
+        ``statistics()`` and ``is_fresh()`` show whether LOCAL hits of tracked entries are being
+        served."""
+        return self._bus
 
     # -- decorating -----------------------------------------------------------------------
 
@@ -104,7 +120,7 @@ class GCache:
         def decorate(func: F) -> F:
             if not callable(func):
                 raise TypeError(f"@cached decorates functions, got {func!r}")
-            name = use_case or f"{func.__module__}.{func.__qualname__}"
+            name = use_case or _default_use_case(func)
             spec = KeySpec(
                 func,
                 key_type=key_type,
@@ -153,12 +169,12 @@ class GCache:
         if remote is None:
             self._invalidate_local(entity, self._clock.now_us() + future_buffer_ms * 1000)
             return
-        wkey = watermark_key(self.config.namespace, *entity)
         try:
-            watermark = await retry_remote(
-                lambda: remote.invalidate(wkey, future_buffer_ms=future_buffer_ms),
+            watermark = await retry_async(
+                lambda: remote.invalidate(entity, future_buffer_ms=future_buffer_ms),
                 attempts=self.config.invalidation_attempts,
                 budget=self.config.invalidation_budget_sec,
+                retry_on=RemoteError,
             )
         except RemoteError as exc:
             self._invalidate_local(entity, self._best_effort_now(future_buffer_ms))
@@ -186,10 +202,11 @@ class GCache:
             self._metrics.invalidation("*", "local")
             return
         try:
-            watermark = await retry_remote(
+            watermark = await retry_async(
                 remote.flush,
                 attempts=self.config.invalidation_attempts,
                 budget=self.config.invalidation_budget_sec,
+                retry_on=RemoteError,
             )
         except RemoteError as exc:
             self._local.flush(self._best_effort_now(0))
@@ -219,7 +236,8 @@ class GCache:
         self.close()
 
     def close(self) -> None:
-        """Sync twin of :meth:`aclose`; closes the background loop's connections."""
+        """Sync twin of :meth:`aclose`; stops the bus subscriber and closes the background
+        loop's connections."""
         if self._remote is not None and self._background.thread is not None:
             remote = self._remote
             try:
@@ -227,6 +245,7 @@ class GCache:
             except Exception as exc:  # closing must not fail a shutdown
                 self._log.error("close", f"gcache close: {exc!r}", exc)
         self._background.stop()
+        self._bus_task = None
 
     async def __aenter__(self) -> GCache:
         return self
@@ -241,6 +260,14 @@ class GCache:
         self.close()
 
     # -- internals ------------------------------------------------------------------------
+
+    def _ensure_bus(self) -> None:
+        """Start the subscriber on the background loop (first use, or after close)."""
+        if self._bus is None or self._background.in_loop_thread():
+            return
+        with self._bus_lock:
+            if self._bus_task is None:
+                self._bus_task = self._background.start_task(self._bus.run)
 
     def _invalidate_local(self, entity: tuple[str, str], watermark: int) -> None:
         self._local.invalidate(entity, watermark)
@@ -259,21 +286,37 @@ class GCache:
         self._background.call(operation)
 
     def _sync_config(self, key: GCacheKey) -> GCacheKeyConfig | None:
-        """Run the config provider from a sync caller, without a loop when possible."""
+        """Run the config provider from a sync caller, without an event loop when possible.
+
+        An ``async def`` provider that does no I/O finishes on its first step (bare yields, as
+        ``asyncio.sleep(0)`` makes, are stepped through). One that needs a loop fails on that
+        step with "no running event loop" or yields a future; only then is it run again, on the
+        background loop — its code before that point runs twice, which is why providers should
+        not do I/O. A provider that raises is called once.
+        """
         result = self.config.cache_config_provider(key)
         if type(result) is not types.CoroutineType:
-            if result is None or isinstance(result, GCacheKeyConfig):
-                return result
-            raise TypeError(f"config provider returned {type(result).__name__}")
+            return result  # type: ignore[return-value]  # checked by Runner.layers
         try:
-            result.send(None)
-        except StopIteration as done:  # finished without suspending: the usual case
+            while result.send(None) is None:
+                pass
+        except StopIteration as done:  # the usual case
             return done.value  # type: ignore[no-any-return]
-        result.close()
+        except RuntimeError as exc:
+            if "no running event loop" not in str(exc):
+                raise
+        else:
+            result.close()  # suspended on a future of a loop we cannot wait for here
         if self._background.in_loop_thread():
             raise RuntimeError("async config provider suspended on gcache's background loop")
         provider = self.config.cache_config_provider
         return self._background.call(lambda: provider(key))  # type: ignore[arg-type,return-value]
+
+
+def _default_use_case(func: Callable[..., Any]) -> str:
+    module = getattr(func, "__module__", None) or type(func).__module__
+    qualname = getattr(func, "__qualname__", None) or type(func).__qualname__
+    return f"{module}.{qualname}"
 
 
 def _entity(key_type: str, id: Any, future_buffer_ms: int) -> tuple[str, str]:

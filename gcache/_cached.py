@@ -31,13 +31,16 @@ from collections.abc import Awaitable, Callable, Hashable
 from random import random
 from typing import TYPE_CHECKING, Any
 
+from bus._names import watermark_key
+from bus._retry import retry_async
+
 from ._codec import DecodeError, decode, encode, serialize
 from ._config import GCacheKeyConfig
 from ._exceptions import KeyBuildError
-from ._keys import KeySpec, watermark_key
+from ._keys import BadCall, KeySpec
 from ._local import MISS
+from ._metrics import LOCAL_TIMING_SAMPLE
 from ._remote import RemoteError
-from ._retry import retry_remote
 from ._scripts import WriteResult
 
 if TYPE_CHECKING:
@@ -53,13 +56,14 @@ _NO_LAYERS = (0.0, 0.0)
 class _Fill:
     """What the I/O before the function call found out."""
 
-    __slots__ = ("computed_at", "raw", "remote_key", "watermark", "watermark_key")
+    __slots__ = ("computed_at", "raw", "read_at", "remote_key", "watermark", "watermark_key")
 
     def __init__(self, remote_key: str | None, watermark_key: str | None) -> None:
         self.remote_key = remote_key
         self.watermark_key = watermark_key
         self.raw: bytes | None = None
         self.watermark = 0
+        self.read_at: int | None = None  # cache time just before the REMOTE read
         self.computed_at: int | None = None
 
 
@@ -73,6 +77,10 @@ class Runner:
         self.local = cache._local
         self.remote = cache._remote
         self.provider = cache.config.cache_config_provider
+        # Tracked LOCAL hits are served only while the bus proves its staleness bound.
+        bus = cache._bus
+        self.gate = bus.is_fresh if (bus is not None and spec.tracked) else None
+        self._tick = 0
 
     # -- decisions (no I/O) ---------------------------------------------------------------
 
@@ -80,6 +88,9 @@ class Runner:
         """``(local_ttl, remote_ttl)`` for this call; 0 means the layer is not used."""
         if config is None:
             self.metrics.disabled("all", "missing_config")
+            return _NO_LAYERS
+        if not isinstance(config, GCacheKeyConfig):
+            self.config_failed(TypeError(f"provider returned {type(config).__name__}"))
             return _NO_LAYERS
         local_ttl = config.local_ttl
         if local_ttl:
@@ -98,9 +109,9 @@ class Runner:
     def key(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Hashable, ...] | None:
         try:
             return self.spec.local_key(args, kwargs)
-        except TypeError:
+        except BadCall:
             return None  # a call the function rejects: let it raise its own error
-        except Exception as exc:
+        except Exception as exc:  # no stable key form, or an adapter / id extractor failed
             reason = "unkeyable_argument" if isinstance(exc, KeyBuildError) else "key_error"
             self.metrics.disabled("all", reason)
             self.cache._log.error(reason, f"gcache {self.spec.use_case}: no cache key: {exc}", exc)
@@ -114,15 +125,27 @@ class Runner:
 
     def lookup_local(self, key: tuple[Hashable, ...], ttl: float) -> Any:
         metrics = self.metrics
-        started = _perf()
-        value = self.local.get(key, ttl)
-        metrics.get_local.observe(_perf() - started)
-        metrics.request_local.inc()
+        gate = self.gate
+        if gate is not None and not gate():
+            metrics.disabled("local", "bus_unsynced")
+            return MISS
+        # Time one lookup in LOCAL_TIMING_SAMPLE: the timer would cost more than the lookup.
+        # (The tick is not atomic across threads; a lost tick only shifts which call is timed.)
+        self._tick = tick = (self._tick + 1) % LOCAL_TIMING_SAMPLE
+        if tick:
+            value = self.local.get(key, ttl)
+        else:
+            started = _perf()
+            value = self.local.get(key, ttl)
+            metrics.get_local.observe(_perf() - started)
+        metrics.request_local()
         if value is MISS:
-            metrics.miss_local.inc()
+            metrics.miss_local()
         return value
 
     def new_fill(self, key: tuple[Hashable, ...], remote_ttl: float) -> _Fill:
+        if self.cache._bus_task is None:
+            self.cache._ensure_bus()
         if not remote_ttl:
             return _Fill(None, None)
         spec = self.spec
@@ -145,15 +168,20 @@ class Runner:
             computed_at, value = decode(raw)
         except DecodeError as exc:
             self.failed("remote", "decode", exc)
-            metrics.miss_remote.inc()
+            metrics.miss_remote()
             return MISS
         metrics.load.observe(_perf() - started)
         if computed_at <= fill.watermark:
-            metrics.miss_remote.inc()  # invalidated or flushed since it was computed
+            metrics.miss_remote()  # invalidated or flushed since it was computed
             return MISS
         if local_ttl:
             self.local.put(
-                key, value, computed_at=computed_at, size=len(raw), entity=self._entity(key)
+                key,
+                value,
+                computed_at=computed_at,
+                size=len(raw),
+                entity=self._entity(key),
+                verified_at=fill.read_at,
             )
         return value
 
@@ -203,6 +231,8 @@ class Runner:
             self.failed("remote", exc.kind, exc)
         if fill.remote_key is not None:
             metrics = self.metrics
+            if remote.clock.synced:
+                fill.read_at = remote.clock.now_us()
             started = _perf()
             try:
                 fill.raw, fill.watermark = await remote.get(fill.remote_key, fill.watermark_key)
@@ -210,19 +240,21 @@ class Runner:
                 self.failed("remote", exc.kind, exc)
             else:
                 metrics.get_remote.observe(_perf() - started)
-            metrics.request_remote.inc()
+            metrics.request_remote()
             if fill.raw is None:
-                metrics.miss_remote.inc()
+                metrics.miss_remote()
         if remote.clock.synced:
             fill.computed_at = remote.clock.now_us()
 
-    async def write_remote(self, fill: _Fill, payload: bytes, computed_at: int, ttl: float) -> None:
+    async def write_remote(self, fill: _Fill, payload: bytes, computed_at: int, ttl: float) -> bool:
+        """Conditional REMOTE write; False when a watermark refused the value (it must not be
+        kept in the LOCAL layer either). Redis failures count as True: fail open."""
         remote = self.remote
         assert remote is not None and fill.remote_key is not None
         encoded = encode(payload, computed_at)
         config = self.cache.config
         try:
-            result = await retry_remote(
+            result = await retry_async(
                 lambda: remote.put(
                     fill.remote_key,  # type: ignore[arg-type]
                     fill.watermark_key,
@@ -232,28 +264,26 @@ class Runner:
                 ),
                 attempts=config.remote_write_attempts,
                 budget=config.remote_write_budget_sec,
+                retry_on=RemoteError,
             )
         except RemoteError as exc:
             self.failed("remote", exc.kind, exc)
-            return
+            return True
         if result == WriteResult.TOO_OLD:
-            self.metrics.disabled("remote", "fallback_too_slow")
-        elif result == WriteResult.STALE:
-            self.metrics.disabled("remote", "invalidated_during_call")
+            self.metrics.disabled("all", "fallback_too_slow")
+            return False
+        if result == WriteResult.STALE:
+            self.metrics.disabled("all", "invalidated_during_call")
+            return False
+        return True
 
-    def store(
-        self, key: tuple[Hashable, ...], fill: _Fill, value: Any, local_ttl: float
-    ) -> bytes | None:
-        """Pickle and store LOCAL; returns the payload if a REMOTE write should follow."""
+    def payload_for(self, fill: _Fill, value: Any) -> bytes | None:
+        """The pickled value if it can be stored at all (a known computed_at, picklable, not
+        too large), else None."""
         if fill.computed_at is None:
             self.metrics.disabled("all", "clock_unsynced")
             return None
-        payload = self.prepare(value)
-        if payload is None:
-            return None
-        if local_ttl:
-            self.store_local(key, value, payload, fill.computed_at)
-        return payload if fill.remote_key is not None else None
+        return self.prepare(value)
 
 
 def _internal_error(runner: Runner, exc: Exception) -> None:
@@ -288,9 +318,14 @@ def wrap_async(runner: Runner, func: Callable[..., Awaitable[Any]]) -> Callable[
         value = await func(*args, **kwargs)
         metrics.fallback.observe(_perf() - started)
         try:
-            payload = runner.store(key, fill, value, local_ttl)
+            payload = runner.payload_for(fill, value)
             if payload is not None:
-                await runner.write_remote(fill, payload, fill.computed_at, remote_ttl)  # type: ignore[arg-type]
+                computed_at: int = fill.computed_at  # type: ignore[assignment]
+                keep = fill.remote_key is None or await runner.write_remote(
+                    fill, payload, computed_at, remote_ttl
+                )
+                if keep and local_ttl:
+                    runner.store_local(key, value, payload, computed_at)
         except Exception as exc:
             _internal_error(runner, exc)
         return value
@@ -361,12 +396,16 @@ def wrap_sync(runner: Runner, func: Callable[..., Any]) -> Callable[..., Any]:
         value = func(*args, **kwargs)
         metrics.fallback.observe(_perf() - started)
         try:
-            payload = runner.store(key, fill, value, local_ttl)
-            if payload is not None and io:
-                computed_at = fill.computed_at
-                background.call(
-                    lambda: runner.write_remote(fill, payload, computed_at, remote_ttl)  # type: ignore[arg-type]
-                )
+            payload = runner.payload_for(fill, value)
+            if payload is not None:
+                computed_at: int = fill.computed_at  # type: ignore[assignment]
+                keep = fill.remote_key is None or not io
+                if not keep:
+                    keep = background.call(
+                        lambda: runner.write_remote(fill, payload, computed_at, remote_ttl)
+                    )
+                if keep and local_ttl:
+                    runner.store_local(key, value, payload, computed_at)
         except Exception as exc:
             _internal_error(runner, exc)
         return value

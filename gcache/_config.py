@@ -6,12 +6,13 @@ a bad value fails where it was written, not on the first cache miss in productio
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
@@ -26,6 +27,7 @@ __all__ = [
     "DEFAULT_NAMESPACE",
     "DEFAULT_SOCKET_TIMEOUT",
     "DEFAULT_WATERMARK_TTL_SEC",
+    "BusConfig",
     "CacheLayer",
     "ConfigProvider",
     "GCacheConfig",
@@ -39,6 +41,8 @@ DEFAULT_MAX_LOCAL_BYTES = 256 * 1024 * 1024
 DEFAULT_MAX_VALUE_BYTES = 1024 * 1024
 DEFAULT_SOCKET_TIMEOUT = 0.5
 DEFAULT_WATERMARK_TTL_SEC = 3600.0
+DEFAULT_MAX_STALENESS_MS = 500.0
+DEFAULT_STREAM_MAXLEN = 100_000
 
 _NAMESPACE_RE = re.compile(r"^[A-Za-z0-9_.\-]+$")
 
@@ -57,7 +61,7 @@ def _check_number(what: str, layer: object, value: object, *, high: float | None
         raise TypeError(f"{what} keys must be CacheLayer members, got {layer!r}")
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{what}[{layer.name}] must be a number, got {value!r}")
-    if value < 0 or (high is not None and value > high):
+    if not math.isfinite(value) or value < 0 or (high is not None and value > high):
         bound = f"between 0 and {high:g}" if high is not None else ">= 0"
         raise ValueError(f"{what}[{layer.name}] must be {bound}, got {value!r}")
     return float(value)
@@ -81,6 +85,9 @@ class GCacheKeyConfig:
     remote_ramp: float = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        for name in ("ttl_sec", "ramp"):
+            if not isinstance(getattr(self, name), Mapping):
+                raise TypeError(f"{name} must be a mapping of CacheLayer to number")
         ttl = {k: _check_number("ttl_sec", k, v) for k, v in self.ttl_sec.items()}
         ramp = {k: _check_number("ramp", k, v, high=100) for k, v in self.ramp.items()}
         setattr_ = object.__setattr__
@@ -156,6 +163,30 @@ class RedisConfig:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class BusConfig:
+    """The invalidation bus that keeps every replica's LOCAL layer coherent (README: "The
+    invalidation bus")."""
+
+    transport: Literal["streams", "pubsub"] = "streams"
+    """``streams`` resumes after a reconnect from the last event applied; ``pubsub`` is lighter
+    but must flush the LOCAL layer on every reconnect."""
+    max_staleness_ms: float = DEFAULT_MAX_STALENESS_MS
+    """A tracked LOCAL hit is served only while this process can prove it has applied every
+    event published more than this long ago; otherwise the LOCAL layer is bypassed."""
+    stream_maxlen: int = DEFAULT_STREAM_MAXLEN
+    """Events kept in the stream (approximately). A replica further behind flushes its LOCAL
+    layer instead of missing invalidations."""
+
+    def __post_init__(self) -> None:
+        if self.transport not in ("streams", "pubsub"):
+            raise ValueError(f"transport must be 'streams' or 'pubsub', got {self.transport!r}")
+        if not self.max_staleness_ms >= 10:
+            raise ValueError(f"max_staleness_ms must be >= 10, got {self.max_staleness_ms!r}")
+        if self.stream_maxlen < 100:
+            raise ValueError(f"stream_maxlen must be >= 100, got {self.stream_maxlen!r}")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class GCacheConfig:
     """Everything one :class:`GCache` instance needs.
 
@@ -168,6 +199,10 @@ class GCacheConfig:
     redis_client_factory: Callable[[], Redis] | None = None
     """Returns a ``redis.asyncio.Redis``. Called once per event loop that uses the cache (and once
     for gcache's own background loop); it must not hand one client to two threads."""
+    bus: BusConfig | None = BusConfig()
+    """The invalidation bus, used whenever Redis is configured. ``None`` turns the subscriber
+    off: LOCAL entries are then as fresh as their TTL across replicas (invalidations are still
+    published, for the replicas that do listen)."""
     namespace: str = DEFAULT_NAMESPACE
     """Prefix of every Redis key this instance touches; two applications with different
     namespaces can share one Redis."""
@@ -195,7 +230,7 @@ class GCacheConfig:
             raise TypeError("cache_config_provider must be callable")
         if self.redis_config is not None and self.redis_client_factory is not None:
             raise ValueError("give redis_config or redis_client_factory, not both")
-        if not _NAMESPACE_RE.match(self.namespace):
+        if not isinstance(self.namespace, str) or not _NAMESPACE_RE.fullmatch(self.namespace):
             raise ValueError(
                 f"namespace must be non-empty and use only letters, digits, '_', '.', '-'; "
                 f"got {self.namespace!r}"

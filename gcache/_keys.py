@@ -9,7 +9,7 @@ separators, so ``f("a:b", "c")`` and ``f("a", "b:c")`` collided. Here:
 * the REMOTE key spells the same tuple with every component percent-encoded (``quote`` with no
   safe characters), so the separators ``: = & { } # !`` can only be separators. Non-``str``
   values start with ``!``, which ``quote`` never emits for a string. An argument list or id
-  longer than :data:`MAX_COMPONENT` characters is replaced by ``#`` and a 128-bit BLAKE2b digest.
+  longer than 200 characters is replaced by ``#`` and a 128-bit BLAKE2b digest.
 
 Key layout in Redis (``ns`` is the namespace)::
 
@@ -23,26 +23,28 @@ the conditional-write script can read the watermark atomically.
 
 from __future__ import annotations
 
-import hashlib
 import inspect
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import Any, cast
 from urllib.parse import quote
 
-import orjson
+from bus._names import entity_tag, shorten, watermark_key
 
 from ._exceptions import KeyBuildError
 
-__all__ = ["MAX_COMPONENT", "GCacheKey", "KeySpec", "canonical", "entity_tag", "flush_key"]
+__all__ = ["BadCall", "GCacheKey", "KeySpec", "canonical", "watermark_key"]
 
-MAX_COMPONENT = 200
-_JSON_OPTS = orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS
 _AUTO_IGNORED = ("self", "cls")
 _EMPTY = inspect.Parameter.empty
 
 
 def canonical(value: object) -> Hashable:
-    """A hashable stand-in for ``value`` that equals another's only for equal values of one type."""
+    """A hashable stand-in for ``value`` that equals another's only for equal values of one type.
+
+    ``str`` and ``int`` stand for themselves; anything else becomes ``(tag, text)`` or, for
+    containers, ``(tag, tuple_of_canonicals)`` — recursively, so ``{1: "a"}`` and ``{"1": "a"}``,
+    ``[1]`` and ``(1,)`` or ``[True]`` and ``[1]`` stay apart.
+    """
     kind = type(value)
     if kind is str or kind is int:
         return value
@@ -54,11 +56,17 @@ def canonical(value: object) -> Hashable:
         return ("f", repr(value))
     if kind is bytes:
         return ("x", cast(bytes, value).hex())
-    if kind in (list, tuple, dict):
-        try:
-            return (kind.__name__, orjson.dumps(value, option=_JSON_OPTS).decode())
-        except TypeError:
-            pass  # contains something orjson cannot spell; fall through to repr
+    if kind is list or kind is tuple:
+        return (kind.__name__, tuple(canonical(item) for item in cast(tuple[Any, ...], value)))
+    if kind is dict:
+        pairs = sorted(
+            ((canonical(k), canonical(v)) for k, v in cast(dict[Any, Any], value).items()),
+            key=lambda pair: repr(pair[0]),
+        )
+        return ("dict", tuple(part for pair in pairs for part in pair))  # k1, v1, k2, v2, ...
+    if kind is set or kind is frozenset:
+        items = sorted((canonical(item) for item in cast(set[Any], value)), key=repr)
+        return (kind.__name__, tuple(items))
     if kind.__repr__ is object.__repr__:
         raise KeyBuildError(
             f"{kind.__qualname__} has no stable repr (it would embed a memory address)"
@@ -67,31 +75,16 @@ def canonical(value: object) -> Hashable:
 
 
 def _encode(canon: Hashable) -> str:
+    """The REMOTE spelling of a canonical value. ``quote`` leaves no ``! ~ ( , )`` in a string,
+    so those mark types and nesting unambiguously."""
     if type(canon) is str:
         return quote(canon, safe="")
     if type(canon) is int:
         return f"!i{canon}"
-    tag, text = cast(tuple[str, str], canon)
-    return f"!{quote(tag, safe='')}~{quote(text, safe='')}"
-
-
-def _shorten(text: str) -> str:
-    if len(text) <= MAX_COMPONENT:
-        return text
-    return "#" + hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
-
-
-def entity_tag(key_type: str, entity_id: str) -> str:
-    """The ``{key_type=id}`` hash tag that names an entity in every Redis key."""
-    return "{" + quote(key_type, safe="") + "=" + _shorten(quote(entity_id, safe="")) + "}"
-
-
-def flush_key(namespace: str) -> str:
-    return f"{namespace}:flush"
-
-
-def watermark_key(namespace: str, key_type: str, entity_id: str) -> str:
-    return f"{namespace}:w:{entity_tag(key_type, entity_id)}"
+    tag, payload = cast(tuple[str, Any], canon)
+    if type(payload) is tuple:
+        return f"!{quote(tag, safe='')}(" + ",".join(_encode(item) for item in payload) + ")"
+    return f"!{quote(tag, safe='')}~{quote(payload, safe='')}"
 
 
 class GCacheKey:
@@ -163,6 +156,10 @@ class GCacheKey:
 IdArg = str | tuple[str, Callable[[Any], Any]]
 
 
+class BadCall(TypeError):
+    """The arguments do not fit the signature: the function itself will say so when called."""
+
+
 class KeySpec:
     """Everything about one decorated function that key building needs, worked out once.
 
@@ -173,6 +170,7 @@ class KeySpec:
 
     __slots__ = (
         "_adapters",
+        "_all_positional",
         "_id_extract",
         "_id_index",
         "_keyed",
@@ -258,6 +256,10 @@ class KeySpec:
             p.kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
             for p in params
         )
+        # Calls that pass exactly every parameter by position skip all mapping work.
+        self._all_positional = (
+            len(params) if self._simple and self._positional == len(params) else -1
+        )
 
     # -- hot path -------------------------------------------------------------------------
 
@@ -283,32 +285,41 @@ class KeySpec:
         return values
 
     def _bound_values(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[Any]:
-        bound = self._signature.bind(*args, **kwargs)  # TypeError: the function will raise it
+        try:
+            bound = self._signature.bind(*args, **kwargs)
+        except TypeError as exc:
+            raise BadCall(str(exc)) from exc
         bound.apply_defaults()
         return [bound.arguments[name] for name in self._params]
 
     def local_key(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Hashable, ...]:
         """``(use_case, entity_id, id_canon_or_None, *keyed_arg_canons)``.
 
-        Raises ``TypeError`` for a call the function itself would reject, ``KeyBuildError`` for
-        an argument with no stable key form.
+        Raises :class:`BadCall` for a call the function itself would reject, ``KeyBuildError``
+        for an argument with no stable key form, and whatever an adapter or id extractor raises.
         """
-        values = self._values(args, kwargs)
-        if values is None:
-            values = self._bound_values(args, kwargs)
+        values: Sequence[Any] | None
+        if not kwargs and len(args) == self._all_positional:
+            values = args  # the common shape: every argument given by position
+        else:
+            values = self._values(args, kwargs)
+            if values is None:
+                values = self._bound_values(args, kwargs)
         raw_id = values[self._id_index]
         if self._id_extract is not None:
             raw_id = self._id_extract(raw_id)
-        id_canon = canonical(raw_id)
-        rest: list[Hashable] = [
-            self.use_case,
-            str(raw_id),
-            None if type(raw_id) is str else id_canon,
-        ]
-        for index, adapter in zip(self._keyed, self._adapters, strict=True):
-            value = values[index]
-            rest.append(canonical(value if adapter is None else adapter(value)))
-        return tuple(rest)
+        if type(raw_id) is str:
+            head: tuple[Hashable, ...] = (self.use_case, raw_id, None)
+        else:  # keep 1 and "1" apart while both name entity "1"
+            head = (self.use_case, str(raw_id), canonical(raw_id))
+        if not self._keyed:
+            return head
+        return head + tuple(
+            [
+                canonical(values[index] if adapter is None else adapter(values[index]))
+                for index, adapter in zip(self._keyed, self._adapters, strict=True)
+            ]
+        )
 
     # -- off the hot path -----------------------------------------------------------------
 
@@ -326,5 +337,5 @@ class KeySpec:
             parts.insert(0, f"~id={_encode(local_key[2])}")
         return (
             f"{namespace}:v:{entity_tag(self.key_type, entity_id)}:"
-            f"{quote(self.use_case, safe='')}:{_shorten('&'.join(parts))}"
+            f"{quote(self.use_case, safe='')}:{shorten('&'.join(parts))}"
         )

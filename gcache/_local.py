@@ -66,6 +66,7 @@ class LocalCache:
         self._watermarks: OrderedDict[Entity, int] = OrderedDict()
         self._floor = 0
         self._flushed_at = 0
+        self._gap_floor = 0
 
     def __len__(self) -> int:
         return len(self._data)
@@ -99,13 +100,20 @@ class LocalCache:
         computed_at: int,
         size: int,
         entity: Entity | None,
+        verified_at: int | None = None,
     ) -> bool:
-        """Store unless a watermark says the value is already stale; True if stored."""
+        """Store unless a watermark says the value is already stale; True if stored.
+
+        ``verified_at`` is when the value was last shown valid against the server-side
+        watermarks (the start of the REMOTE read it came from); by default its ``computed_at``.
+        """
         cost = size + ENTRY_OVERHEAD
         if cost > self._max_bytes:
             return False
         with self._lock:
             if computed_at <= self._flushed_at:
+                return False
+            if (computed_at if verified_at is None else verified_at) <= self._gap_floor:
                 return False
             if entity is not None and computed_at <= max(
                 self._watermarks.get(entity, 0), self._floor
@@ -119,15 +127,18 @@ class LocalCache:
             if entity is not None:
                 self._by_entity.setdefault(entity, set()).add(key)
             while len(self._data) > self._max_entries or self._bytes > self._max_bytes:
-                oldest, entry = next(iter(self._data.items()))
-                self._remove(oldest, entry)
+                # popitem is one C call: a lock-free hit's move_to_end cannot interleave with
+                # it the way it could with iterating the map.
+                oldest, entry = self._data.popitem(last=False)
+                self._unaccount(oldest, entry)
             return True
 
     def invalidate(self, entity: Entity, watermark: int) -> int:
         """Raise ``W(entity)`` to ``watermark`` (never lower it) and drop the entity's entries.
         Returns how many entries were dropped."""
         with self._lock:
-            if watermark > self._watermarks.get(entity, 0):
+            current = self._watermarks.get(entity)
+            if current is None or watermark > current:
                 self._watermarks[entity] = watermark
             self._watermarks.move_to_end(entity)
             while len(self._watermarks) > self._max_entries:
@@ -142,12 +153,35 @@ class LocalCache:
         """Drop everything and refuse values computed at or before ``watermark``."""
         with self._lock:
             self._flushed_at = max(self._flushed_at, watermark)
-            self._data.clear()
-            self._by_entity.clear()
-            self._bytes = 0
+            self._clear()
+
+    def reset(self, since: int) -> None:
+        """Drop everything, after events before ``since`` may have been missed (a bus gap).
+
+        Unlike :meth:`flush` this refuses values by when they were last *verified*, not when
+        they were computed: a REMOTE value read after ``since`` was checked against watermarks
+        that include every lost event, so it may be kept even if it is older."""
+        with self._lock:
+            self._gap_floor = max(self._gap_floor, since)
+            self._clear()
+
+    def _clear(self) -> None:
+        self._data.clear()
+        self._by_entity.clear()
+        self._bytes = 0
+
+    def discard(self, key: Hashable, computed_at: int) -> None:
+        """Remove ``key`` if it still holds the value computed at ``computed_at``."""
+        with self._lock:
+            entry = self._data.get(key)
+            if entry is not None and entry.computed_at == computed_at:
+                self._remove(key, entry)
 
     def _remove(self, key: Hashable, entry: _Entry, *, unindex: bool = True) -> None:
         del self._data[key]
+        self._unaccount(key, entry, unindex=unindex)
+
+    def _unaccount(self, key: Hashable, entry: _Entry, *, unindex: bool = True) -> None:
         self._bytes -= entry.size
         if unindex and entry.entity is not None:
             keys = self._by_entity.get(entry.entity)

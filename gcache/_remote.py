@@ -17,13 +17,16 @@ from typing import Any, TypeVar
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import RedisError
 
-from ._clock import RedisClock
-from ._config import GCacheConfig
+from bus._clock import RedisClock
+from bus._names import flush_key
+from bus._scripts import Script
+from bus._topic import Topic
+
+from ._config import BusConfig, GCacheConfig
 from ._exceptions import GCacheError
-from ._keys import flush_key
-from ._scripts import FLUSH, INVALIDATE, WRITE, Script
+from ._scripts import WRITE
 
 __all__ = ["RemoteError", "RemoteStore"]
 
@@ -62,6 +65,13 @@ class RemoteStore:
         self._config = config
         self.namespace = config.namespace
         self.flush_key = flush_key(config.namespace)
+        bus = config.bus or BusConfig()
+        self.topic = Topic(
+            namespace=config.namespace,
+            transport=bus.transport,
+            stream_maxlen=bus.stream_maxlen,
+            watermark_ttl_sec=config.watermark_ttl_sec,
+        )
         self.clock = RedisClock()
         self._owns_clients = config.redis_client_factory is None
         self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Redis] = (
@@ -79,6 +89,25 @@ class RemoteStore:
             client = self._clients[loop] = _client_from(self._config)
         return client
 
+    def bus_client(self) -> Redis:
+        """A client for the bus subscriber: its own connection pool (a blocking XREAD must not
+        hold one of the cache's connections), named ``<client_name>-bus``; a factory's client
+        when a factory is configured."""
+        config = self._config
+        if config.redis_client_factory is not None:
+            return config.redis_client_factory()
+        redis_config = config.redis_config
+        assert redis_config is not None
+        kwargs = redis_config.client_kwargs() | {
+            "retry": Retry(NoBackoff(), 0),
+            "client_name": f"{redis_config.client_name}-bus",
+            "socket_timeout": None,  # the subscriber bounds every read itself
+        }
+        if redis_config.url is not None:
+            client: Redis = Redis.from_url(redis_config.url, **kwargs)
+            return client
+        return Redis(**kwargs)
+
     async def aclose(self, *, owned: bool = False) -> None:
         """Close the running loop's client if gcache created it or ``owned`` says the loop is
         gcache's own (a factory's client for that loop can serve nobody else)."""
@@ -94,14 +123,7 @@ class RemoteStore:
             raise RemoteError(operation, exc) from exc
 
     async def _script(self, script: Script, keys: list[str], args: list[Any]) -> Any:
-        client = self.client()
-        try:
-            try:
-                return await client.evalsha(script.sha, len(keys), *keys, *args)
-            except NoScriptError:
-                return await client.eval(script.source, len(keys), *keys, *args)
-        except (RedisError, OSError, TimeoutError) as exc:
-            raise RemoteError(script.name, exc) from exc
+        return await self._call(script.name, script.run(self.client(), keys, args))
 
     # -- operations -----------------------------------------------------------------------
 
@@ -123,7 +145,10 @@ class RemoteStore:
         raw = values[0]
         if raw is None:
             return None, 0
-        watermark = max(int(v) for v in values[1:] if v is not None) if any(values[1:]) else 0
+        try:
+            watermark = max((int(v) for v in values[1:] if v is not None), default=0)
+        except ValueError as exc:  # someone wrote a non-number over a watermark key
+            raise RemoteError("get", exc) from exc
         return raw, watermark
 
     def _keys(self, key: str, watermark_key: str | None) -> list[str]:
@@ -145,17 +170,18 @@ class RemoteStore:
         result = await self._script(WRITE, keys, [computed_at, ttl_ms, encoded, self._max_age_us])
         return int(result)
 
-    async def invalidate(self, watermark_key: str, *, future_buffer_ms: int) -> int:
-        """Raise the entity's watermark to at least ``now + buffer``; returns the watermark."""
-        min_ttl_ms = int(self._config.watermark_ttl_sec * 1000) + future_buffer_ms
-        result = await self._script(
-            INVALIDATE, [watermark_key], [future_buffer_ms * 1000, min_ttl_ms]
+    async def invalidate(self, entity: tuple[str, str], *, future_buffer_ms: int) -> int:
+        """Raise the entity's watermark to at least ``now + buffer`` and announce it on the bus;
+        returns the watermark."""
+        marks = await self._call(
+            "invalidate",
+            self.topic.invalidate(self.client(), [entity], future_buffer_ms=future_buffer_ms),
         )
-        return int(result)
+        return marks[0]
 
     async def flush(self) -> int:
-        """Raise the namespace flush watermark to now; returns it."""
-        return int(await self._script(FLUSH, [self.flush_key], [0]))
+        """Raise the namespace flush watermark to now and announce it; returns it."""
+        return await self._call("flush", self.topic.flush(self.client()))
 
     async def sweep(self) -> int:
         """Delete this namespace's value keys in small SCAN/UNLINK batches (never FLUSHDB).

@@ -1,4 +1,7 @@
-"""Server-side Lua for every REMOTE write, so each check-and-write is one atomic step.
+"""Server-side Lua for REMOTE writes, so each check-and-write is one atomic step.
+
+Invalidation and flush scripts belong to the bus (``bus._scripts``): they raise a watermark and
+announce it in the same step.
 
 Times are microseconds of Redis ``TIME`` (DESIGN §4). Lua numbers are doubles, exact for
 integers below 2**53 (year 2255 in microseconds); they are written back with ``%.0f`` because
@@ -7,22 +10,9 @@ integers below 2**53 (year 2255 in microseconds); they are written back with ``%
 
 from __future__ import annotations
 
-import hashlib
-from dataclasses import dataclass, field
+from bus._scripts import Script
 
-__all__ = ["FLUSH", "INVALIDATE", "WRITE", "Script", "WriteResult"]
-
-
-@dataclass(frozen=True)
-class Script:
-    """Lua source and its SHA1, for EVALSHA with an EVAL fallback."""
-
-    name: str
-    source: str
-    sha: str = field(init=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "sha", hashlib.sha1(self.source.encode()).hexdigest())
+__all__ = ["WRITE", "WriteResult"]
 
 
 class WriteResult:
@@ -71,40 +61,5 @@ if #KEYS > 2 then
   end
 end
 return 1
-""",
-)
-
-INVALIDATE = Script(
-    "invalidate",
-    """
--- KEYS[1] entity watermark; ARGV[1] future buffer us, ARGV[2] minimum lifetime ms
--- W = max(W, now + buffer): a smaller buffer later never shortens an earlier one.
-local t = redis.call('TIME')
-local target = tonumber(t[1]) * 1000000 + tonumber(t[2]) + tonumber(ARGV[1])
-local cur = redis.call('GET', KEYS[1])
-if cur and tonumber(cur) >= target then
-  target = tonumber(cur)
-elseif cur then
-  redis.call('SET', KEYS[1], string.format('%.0f', target), 'KEEPTTL')
-else
-  redis.call('SET', KEYS[1], string.format('%.0f', target))
-end
-local want = tonumber(ARGV[2])
-local left = redis.call('PTTL', KEYS[1])
-if left < want then redis.call('PEXPIRE', KEYS[1], want) end
-return string.format('%.0f', target)
-""",
-)
-
-FLUSH = Script(
-    "flush",
-    """
--- KEYS[1] flush watermark; ARGV[1] future buffer us. F = max(F, now + buffer), no expiry.
-local t = redis.call('TIME')
-local target = tonumber(t[1]) * 1000000 + tonumber(t[2]) + tonumber(ARGV[1])
-local cur = redis.call('GET', KEYS[1])
-if cur and tonumber(cur) >= target then return cur end
-redis.call('SET', KEYS[1], string.format('%.0f', target))
-return string.format('%.0f', target)
 """,
 )

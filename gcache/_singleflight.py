@@ -5,13 +5,16 @@ the same result or the same exception. If the leader is cancelled, its waiters a
 flight is abandoned and one of them becomes the next leader.
 
 Async flights live per event loop (a future can only be awaited on its own loop); sync flights
-use a threading.Event. A thread that re-enters its own flight (recursion on the same key) does
-not wait for itself: it computes directly.
+use a threading.Event. A caller that re-enters a flight it is leading (recursion on the same key,
+directly or through tasks it started) does not wait for itself: it computes directly. For
+threads that is the owner thread; for tasks a context variable holding the keys being led, which
+child tasks inherit.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import threading
 from collections.abc import Awaitable, Callable, Hashable
 from typing import Any
@@ -28,6 +31,9 @@ class AsyncFlights:
 
     def __init__(self) -> None:
         self._flights: dict[Hashable, asyncio.Future[Any]] = {}
+        self._leading: contextvars.ContextVar[frozenset[Hashable]] = contextvars.ContextVar(
+            f"gcache_flights_{id(self):x}", default=frozenset()
+        )
 
     async def run(self, key: Hashable, compute: Callable[[], Awaitable[Any]]) -> Any:
         while True:
@@ -35,12 +41,15 @@ class AsyncFlights:
             future = self._flights.get(key)
             if future is None or future.get_loop() is not loop:
                 break
+            if key in self._leading.get():
+                return await compute()  # re-entered our own flight: waiting would deadlock
             try:
                 return await asyncio.shield(future)
             except _Abandoned:
                 continue
         future = loop.create_future()
         self._flights[key] = future
+        token = self._leading.set(self._leading.get() | {key})
         try:
             result = await compute()
         except BaseException as exc:
@@ -54,6 +63,7 @@ class AsyncFlights:
             future.set_result(result)
             return result
         finally:
+            self._leading.reset(token)
             if self._flights.get(key) is future:
                 del self._flights[key]
 

@@ -111,6 +111,9 @@ def test_every_python_block_runs(secret_server: RedisServer) -> None:
             assert client.exists("gcache:w:{user_id=12345}")
         if "await gcache.aflushall()" in source:
             assert client.exists("gcache:flush")
+        if "publisher.invalidate_many" in source:
+            assert client.exists("gcache:w:{org_id=7}")
+            assert client.xlen("gcache:bus") >= 3
 
     async def run_all() -> None:
         for index, source in enumerate(blocks()):
@@ -118,6 +121,7 @@ def test_every_python_block_runs(secret_server: RedisServer) -> None:
                 source.replace('"redis.example.com"', '"127.0.0.1"')
                 .replace("port=6379", f"port={port}")
                 .replace("@redis:6379", f"@127.0.0.1:{port}")
+                .replace("@redis.example.com:6379", f"@127.0.0.1:{port}")
             )
             code = compile(
                 runnable, f"README.md python block {index}", "exec",

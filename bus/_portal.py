@@ -1,4 +1,4 @@
-"""One background event loop per GCache, for work that must not happen on a caller's loop.
+"""A background event loop in a daemon thread, for sync callers and long-running bus tasks.
 
 Sync cached functions do their Redis I/O here (``portal.call``), so a process with many threads
 shares one loop and one connection pool instead of creating a loop per thread. The loop runs in
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Awaitable, Callable
+from concurrent.futures import Future
 from typing import TypeVar
 
 import anyio
@@ -38,6 +39,11 @@ class BackgroundLoop:
     def call(self, func: Callable[[], Awaitable[T]]) -> T:
         """Run ``func()`` on the background loop and wait for its result (from any other thread)."""
         return self._get().call(func)
+
+    def start_task(self, func: Callable[[], Awaitable[object]]) -> Future[object]:
+        """Start ``func()`` as a task on the background loop without waiting for it; it is
+        cancelled by :meth:`stop`."""
+        return self._get().start_task_soon(func)
 
     def _get(self) -> BlockingPortal:
         portal = self._portal
@@ -82,5 +88,5 @@ class BackgroundLoop:
             return
         if threading.current_thread() is thread:
             raise RuntimeError("cannot stop the gcache background loop from inside it")
-        portal.call(portal.stop)
+        portal.call(portal.stop, True)  # cancel what still runs there (the bus subscriber)
         thread.join()

@@ -31,6 +31,9 @@ class WallClock:
     def due(self) -> bool:
         return False
 
+    def latest_us(self) -> int:
+        return self.now_us()
+
 
 class RedisClock:
     """Redis server time estimated from the local monotonic clock, never ahead of the truth."""
@@ -73,3 +76,8 @@ class RedisClock:
         """Redis time now, pessimistically early. Call only when :attr:`synced`."""
         assert self._offset_us is not None
         return self._monotonic_ns() // 1000 + self._offset_us
+
+    def latest_us(self) -> int:
+        """Redis time now, pessimistically *late* (the other end of the uncertainty): for a
+        watermark that must cover everything up to now."""
+        return self.now_us() + self.round_trip_us + 1

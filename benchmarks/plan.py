@@ -1,0 +1,46 @@
+"""How much work one run does: rounds, and calls timed per round, for a full or a quick run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["FULL", "QUICK", "Plan"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Plan:
+    """Rounds and per-round call counts.
+
+    Paths without I/O cost about a microsecond, so they need many calls for a round to last long
+    enough (tens of milliseconds) that timer resolution and one-off interruptions do not matter;
+    paths with a Redis round trip cost tens of microseconds each and need far fewer.
+    """
+
+    name: str
+    rounds: int
+    local_calls: int
+    """Calls timed per round on paths without I/O (bare calls, LOCAL hits)."""
+    redis_calls: int
+    """Calls timed per round on paths with a Redis round trip."""
+
+    def __post_init__(self) -> None:
+        for field in ("rounds", "local_calls", "redis_calls"):
+            if getattr(self, field) < 1:
+                raise ValueError(f"{field} must be >= 1, got {getattr(self, field)!r}")
+
+    def calls(self, io: bool) -> int:
+        """Calls per timed round for a scenario with (``io``) or without Redis round trips."""
+        return self.redis_calls if io else self.local_calls
+
+    def warmup_calls(self, io: bool) -> int:
+        """Untimed calls before the first round.
+
+        A tenth of a round opens the Redis connections, loads the Lua script, lets CPython's
+        adaptive interpreter specialise the hot bytecode and brings the code into the CPU caches;
+        none of that is a per-call cost, so none of it may land in round one.
+        """
+        return max(1, self.calls(io) // 10)
+
+
+FULL = Plan(name="full", rounds=7, local_calls=200_000, redis_calls=5_000)
+QUICK = Plan(name="quick", rounds=3, local_calls=20_000, redis_calls=500)

@@ -1,0 +1,110 @@
+"""Rounds: every scenario timed once per round, all rounds on one event loop.
+
+Scenarios alternate within a round, rather than each running all its rounds back to back, so
+slow drifts of the machine (another process waking up, CPU frequency, a noisy neighbour) land on
+every scenario alike instead of on whichever happened to run at the time. The starting scenario
+also rotates from round to round, so none is always the one that runs right after the Redis-heavy
+miss, or first after a pause.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry
+from redis.asyncio import Redis
+
+from .plan import Plan
+from .scenarios import RAW_KEY, Scenario, prepare_scenarios
+from .stats import Summary, paired_ratios, summarize
+from .subjects import Subjects
+
+__all__ = ["RunResult", "ScenarioResult", "run"]
+
+
+@dataclass(frozen=True, slots=True)
+class ScenarioResult:
+    """Per-call times of one scenario, one sample per round."""
+
+    name: str
+    title: str
+    baseline: str | None
+    calls: int
+    """Calls timed per round."""
+    per_call_ns: tuple[float, ...]
+    """Mean nanoseconds per call in each round, in round order."""
+
+    @property
+    def summary(self) -> Summary:
+        return summarize(self.per_call_ns)
+
+
+@dataclass(frozen=True, slots=True)
+class RunResult:
+    """Everything one run measured."""
+
+    plan: Plan
+    scenarios: dict[str, ScenarioResult]
+    """By scenario name, in table order."""
+    value_bytes: int
+    """Size of the value as stored in Redis (what the REMOTE hit and the raw GET read)."""
+
+    def versus_baseline(self, name: str) -> Summary | None:
+        """Scenario ``name`` divided by its baseline, round by round (see
+        :func:`~benchmarks.stats.paired_ratios`); None for a scenario without a baseline."""
+        result = self.scenarios[name]
+        if result.baseline is None:
+            return None
+        baseline = self.scenarios[result.baseline]
+        return summarize(paired_ratios(result.per_call_ns, baseline.per_call_ns))
+
+
+def _rotated(scenarios: Sequence[Scenario], round_index: int) -> list[Scenario]:
+    shift = round_index % len(scenarios)
+    return [*scenarios[shift:], *scenarios[:shift]]
+
+
+async def run(plan: Plan, redis_url: str, progress: Callable[[str], None]) -> RunResult:
+    """Warm up, then time ``plan.rounds`` rounds of every scenario against ``redis_url``.
+
+    Call it with a single ``asyncio.run``: the async scenarios share this one loop (gcache keeps
+    a Redis client per loop, so a loop per round would reconnect and re-warm every time).
+    """
+    subjects = Subjects(redis_url, CollectorRegistry())
+    raw = Redis.from_url(redis_url)
+    # One long-lived worker is the "plain thread" of the sync scenarios: created once, so no
+    # round pays for starting a thread, and always the same one, like a sync web worker.
+    sync_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bench-sync")
+    try:
+        scenarios = await prepare_scenarios(subjects, raw, sync_thread)
+        progress("warming up")
+        for scenario in scenarios:
+            await scenario.measure(plan.warmup_calls(scenario.io))
+        samples: dict[str, list[float]] = {scenario.name: [] for scenario in scenarios}
+        for index in range(plan.rounds):
+            progress(f"round {index + 1}/{plan.rounds}")
+            for scenario in _rotated(scenarios, index):
+                calls = plan.calls(scenario.io)
+                elapsed_ns = await scenario.measure(calls)
+                samples[scenario.name].append(elapsed_ns / calls)
+        value_bytes = await raw.strlen(RAW_KEY)
+    finally:
+        sync_thread.shutdown(wait=True)
+        await subjects.aclose()
+        await raw.aclose()
+    return RunResult(
+        plan=plan,
+        scenarios={
+            s.name: ScenarioResult(
+                name=s.name,
+                title=s.title,
+                baseline=s.baseline,
+                calls=plan.calls(s.io),
+                per_call_ns=tuple(samples[s.name]),
+            )
+            for s in scenarios
+        },
+        value_bytes=value_bytes,
+    )

@@ -1,0 +1,343 @@
+"""The subscriber: follows a namespace's bus and proves how fresh its view is.
+
+States and transitions (one subscriber per process)::
+
+    state        enters when                              leaves when
+    ───────────  ───────────────────────────────────────  ──────────────────────────────────────
+    STOPPED      created, or run() ended                  run() starts            → CONNECTING
+    CONNECTING   run() starts, or a session failed        position established    → CATCHING_UP
+                 (jittered exponential backoff between       (gap reported first when one is
+                 attempts, forever)                          possible: first start, restart of
+                                                             Redis, every pub/sub subscribe)
+    CATCHING_UP  connected, reading what was missed       a read proves it is current → LIVE
+    LIVE         every event older than the last proof    error or timeout         → CONNECTING
+                 has been applied                         run() cancelled          → STOPPED
+
+A *gap* is any moment at which events may have been missed: the stream was trimmed past our
+position or Redis restarted (the sequence number jumps or goes back, or the server's run id
+changed), pub/sub (re)subscribed, or the subscriber just started. The handler's ``on_gap`` gets a
+Redis time read *after* the gap, and must drop everything it derived from events before it —
+the cache flushes its LOCAL layer and refuses values computed before that time.
+
+The staleness proof. ``fresh_until_ns`` is a monotonic deadline; ``is_fresh()`` is true before
+it. It is renewed only by a *proof*: a request sent at local time ``t`` whose reply shows that
+everything published before ``t`` has been applied. Then every event older than ``t`` is applied,
+so until ``t + max_staleness`` every event older than ``max_staleness`` is applied: the deadline
+is ``t + max_staleness``.
+
+* Streams: an ``XREAD`` from our last id, sent at ``t``, returns every entry appended before the
+  server ran it (after ``t``), up to COUNT. A reply with fewer than COUNT entries therefore
+  proves ``t`` once its entries are applied. ``BLOCK`` makes an idle stream answer every
+  ``block_ms`` (a quarter of the bound), which keeps renewing the proof.
+* Pub/sub: a ``PING`` sent at ``t`` on the subscribed connection is answered after every message
+  published before it reached the server, in order; its ``PONG`` proves ``t``.
+
+Nothing else renews the deadline: a disconnect, a paused Redis or a stalled event loop simply
+let it pass, and the cache then bypasses LOCAL hits of tracked entries until a new proof.
+"""
+
+from __future__ import annotations
+
+import collections
+import enum
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import anyio
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+from tenacity import AsyncRetrying, retry_if_exception_type, wait_random_exponential
+
+from ._clock import RedisClock
+from ._metrics import BusMetrics
+from ._names import bus_key, seq_key
+from ._topic import Transport
+from ._wire import Event, FlushEvent, UnknownEvent, WireError, decode
+
+__all__ = ["EventHandler", "Subscriber", "SubscriberState", "SubscriberStats"]
+
+_RETRYABLE = (RedisError, OSError, TimeoutError)
+
+
+class SubscriberState(enum.Enum):
+    """Where the subscriber is in the table of the module docstring."""
+
+    STOPPED = "stopped"
+    CONNECTING = "connecting"
+    CATCHING_UP = "catching_up"
+    LIVE = "live"
+
+
+class EventHandler(Protocol):
+    """What a subscriber calls; both run on the subscriber's event loop and must not block."""
+
+    def on_event(self, event: Event) -> None:
+        """Apply one event of the subscriber's namespace."""
+
+    def on_gap(self, reason: str, redis_time_us: int) -> None:
+        """Events before ``redis_time_us`` may have been missed: drop what depends on them."""
+
+
+@dataclass(frozen=True)
+class SubscriberStats:
+    """A snapshot of :meth:`Subscriber.statistics`."""
+
+    state: SubscriberState
+    events: int
+    gaps: int
+    reconnects: int
+    malformed: int
+    last_id: str | None
+    last_seq: int | None
+    fresh: bool
+
+
+class _SessionEnded(Exception):
+    """A session that had gone LIVE failed: reconnect with the backoff reset."""
+
+
+class Subscriber:
+    """Follows one namespace's bus on one Redis and feeds a handler.
+
+    ``client_factory`` returns a ``redis.asyncio.Redis``; it is called again after a failed
+    session. Run with ``await subscriber.run()`` (returns only when cancelled) in a task.
+    """
+
+    def __init__(
+        self,
+        client_factory: Callable[[], Redis],
+        handler: EventHandler,
+        *,
+        namespace: str = "gcache",
+        transport: Transport = "streams",
+        max_staleness_ms: float = 500.0,
+        metrics: BusMetrics | None = None,
+        clock: RedisClock | None = None,
+        read_count: int = 1000,
+        max_backoff: float = 2.0,
+        release_client: Callable[[Redis], Awaitable[None]] | None = None,
+    ) -> None:
+        if transport not in ("streams", "pubsub"):
+            raise ValueError(f"transport must be 'streams' or 'pubsub', got {transport!r}")
+        self._factory = client_factory
+        self._handler = handler
+        self.namespace = namespace
+        self.transport = transport
+        self._key = bus_key(namespace)
+        self._seq_key = seq_key(namespace)
+        self._staleness_ns = int(max_staleness_ms * 1e6)
+        self._block_ms = max(5, int(max_staleness_ms / 4))
+        # A read that has not answered by then means a dead or paused server.
+        self._read_timeout = self._block_ms / 1000 + max(max_staleness_ms / 1000, 1.0)
+        self._metrics = metrics
+        self._clock = clock
+        self._count = read_count
+        self._max_backoff = max_backoff
+        self._release = release_client
+        self.state = SubscriberState.STOPPED
+        self.fresh_until_ns = 0
+        self._last_id: bytes | None = None
+        self._last_seq: int | None = None
+        self._run_id: str | None = None
+        self._events = self._gaps = self._reconnects = self._malformed = 0
+        self._sessions = 0
+
+    # -- what the cache reads -------------------------------------------------------------
+
+    def is_fresh(self) -> bool:
+        """True while every event older than ``max_staleness_ms`` is known to be applied."""
+        return time.monotonic_ns() < self.fresh_until_ns
+
+    def statistics(self) -> SubscriberStats:
+        return SubscriberStats(
+            state=self.state,
+            events=self._events,
+            gaps=self._gaps,
+            reconnects=self._reconnects,
+            malformed=self._malformed,
+            last_id=None if self._last_id is None else self._last_id.decode(),
+            last_seq=self._last_seq,
+            fresh=self.is_fresh(),
+        )
+
+    # -- the loop -------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Follow the bus until cancelled, reconnecting with jittered backoff forever."""
+        try:
+            while True:
+                retrying = AsyncRetrying(
+                    wait=wait_random_exponential(multiplier=0.05, max=self._max_backoff),
+                    retry=retry_if_exception_type(_RETRYABLE),
+                )
+                try:
+                    async for attempt in retrying:
+                        with attempt:
+                            await self._session()
+                except _SessionEnded:
+                    continue  # had been live: reconnect at once, backoff from scratch
+        finally:
+            self.state = SubscriberState.STOPPED
+            self.fresh_until_ns = 0
+
+    async def _session(self) -> None:
+        self.state = SubscriberState.CONNECTING
+        if self._sessions:
+            self._reconnects += 1
+            if self._metrics is not None:
+                self._metrics.reconnects.inc()
+        self._sessions += 1
+        client = self._factory()
+        try:
+            if self.transport == "streams":
+                await self._follow_stream(client)
+            else:
+                await self._follow_channel(client)
+        except _RETRYABLE as exc:
+            if self.state is SubscriberState.LIVE:
+                raise _SessionEnded(repr(exc)) from exc
+            raise
+        finally:
+            self.state = SubscriberState.CONNECTING
+            if self._release is not None:
+                with anyio.CancelScope(shield=True):
+                    await self._release(client)
+
+    async def _server_time(self, client: Redis) -> int:
+        t0 = time.monotonic_ns()
+        seconds, micros = await client.time()
+        now = int(seconds) * 1_000_000 + int(micros)
+        if self._clock is not None:
+            self._clock.observe(t0, now, time.monotonic_ns())
+        return now
+
+    async def _gap(self, client: Redis, reason: str) -> None:
+        self._gaps += 1
+        if self._metrics is not None:
+            self._metrics.gap(reason)
+        self._handler.on_gap(reason, await self._server_time(client))
+
+    async def _check_server(self, client: Redis) -> None:
+        info = await client.info("server")
+        run_id = str(info.get("run_id", ""))
+        if self._run_id is not None and run_id != self._run_id:
+            self._last_id = None  # the old stream position means nothing on a new server
+            self._last_seq = None
+            await self._gap(client, "server_restarted")
+        self._run_id = run_id
+
+    async def _follow_stream(self, client: Redis) -> None:
+        with anyio.fail_after(self._read_timeout):
+            await self._check_server(client)
+            if self._last_id is None:
+                # First start (or a new server): begin at the current end, taking the position
+                # and the sequence counter in one transaction so the next event must be seq+1.
+                # Whatever the handler holds from before is not covered, hence the gap.
+                pipe = client.pipeline(transaction=True)
+                pipe.xrevrange(self._key, count=1)
+                pipe.get(self._seq_key)
+                newest, seq = await pipe.execute()
+                self._last_id = newest[0][0] if newest else b"0-0"
+                self._last_seq = int(seq or 0)
+                await self._gap(client, "start")
+            elif await self._lost_since(client, self._last_id):
+                # Resuming, but events after our position are gone (trimmed, XTRIM, DEL) and no
+                # later event may ever show the jump: say it now.
+                self._last_seq = None
+                await self._gap(client, "missed_events")
+        self.state = SubscriberState.CATCHING_UP
+        position: bytes = self._last_id
+        while True:
+            sent = time.monotonic_ns()
+            with anyio.fail_after(self._read_timeout):
+                reply: Any = await client.xread(
+                    {self._key: position}, count=self._count, block=self._block_ms
+                )
+            # RESP2 reply: [[stream, [(id, {field: value}), ...]]], or None when BLOCK ran out.
+            entries: list[tuple[bytes, dict[bytes, bytes]]] = reply[0][1] if reply else []
+            for entry_id, fields in entries:
+                await self._apply(client, fields.get(b"d"))
+                self._last_id = position = entry_id
+            if len(entries) < self._count:
+                self.fresh_until_ns = sent + self._staleness_ns
+                self.state = SubscriberState.LIVE
+
+    async def _lost_since(self, client: Redis, last_id: bytes) -> bool:
+        """True if events were published after ``last_id`` that the stream no longer holds."""
+        if self._last_seq is None:
+            return False  # no baseline: the sequence check on the next event decides
+        pipe = client.pipeline(transaction=True)
+        pipe.xrange(self._key, min=b"(" + last_id, max="+", count=1)
+        pipe.get(self._seq_key)
+        following, seq = await pipe.execute()
+        published = int(seq or 0)
+        if published < self._last_seq:
+            return True  # the counter went back: the bus was reset under us
+        # With an entry after our position, the sequence check on applying it finds any jump.
+        return not following and published > self._last_seq
+
+    async def _follow_channel(self, client: Redis) -> None:
+        pubsub = client.pubsub()
+        try:
+            with anyio.fail_after(self._read_timeout):
+                await pubsub.subscribe(self._key)
+                while True:  # the subscribe confirmation comes first
+                    message = await pubsub.get_message(timeout=self._read_timeout)
+                    if message is not None and message["type"] == "subscribe":
+                        break
+                # Messages published before the subscription took effect are lost to us.
+                self._last_seq = None
+                await self._gap(client, "subscribed")
+            self.state = SubscriberState.CATCHING_UP
+            interval_ns = self._block_ms * 1_000_000
+            pings: collections.deque[int] = collections.deque()
+            next_ping = 0
+            while True:
+                now = time.monotonic_ns()
+                if now >= next_ping:
+                    pings.append(now)
+                    await pubsub.ping()
+                    next_ping = now + interval_ns
+                if pings and now - pings[0] > self._read_timeout * 1e9:
+                    raise TimeoutError("no PONG from the server: treating it as gone")
+                message = await pubsub.get_message(timeout=self._block_ms / 1000)
+                if message is None:
+                    continue
+                kind = message["type"]
+                if kind == "message":
+                    await self._apply(client, message["data"])
+                elif kind == "pong" and pings:
+                    self.fresh_until_ns = pings.popleft() + self._staleness_ns
+                    self.state = SubscriberState.LIVE
+        finally:
+            with anyio.CancelScope(shield=True):
+                await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+    async def _apply(self, client: Redis, data: Any) -> None:
+        try:
+            if not isinstance(data, (bytes, str)):
+                raise WireError(f"payload of type {type(data).__name__}")
+            event = decode(data)
+        except WireError as exc:
+            self._malformed += 1
+            if self._metrics is not None:
+                self._metrics.malformed("unknown" if isinstance(exc, UnknownEvent) else "malformed")
+            return
+        if event.namespace != self.namespace:
+            self._malformed += 1
+            if self._metrics is not None:
+                self._metrics.malformed("other_namespace")
+            return
+        last = self._last_seq
+        if last is not None and event.seq != last + 1:
+            # Trimmed past us (jump) or the sequence restarted (Redis lost its data).
+            await self._gap(client, "missed_events" if event.seq > last else "sequence_reset")
+        self._last_seq = event.seq
+        self._handler.on_event(event)
+        self._events += 1
+        if self._metrics is not None:
+            self._metrics.event("flush" if isinstance(event, FlushEvent) else "invalidate")
+            if self._clock is not None and self._clock.synced:
+                self._metrics.lag.observe(max(0, self._clock.now_us() - event.sent_at) / 1e6)

@@ -1,0 +1,74 @@
+"""One namespace's bus: its names and settings, and the two publishing operations.
+
+Both the standalone :class:`bus.Publisher` and gcache call these, so an invalidation made by a
+cache and one made by a write service are the same bytes on the same stream.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from redis.asyncio import Redis
+
+from ._names import bus_key, flush_key, seq_key, watermark_key
+from ._scripts import FLUSH, INVALIDATE
+
+__all__ = ["DEFAULT_STREAM_MAXLEN", "DEFAULT_WATERMARK_TTL_SEC", "Topic", "Transport"]
+
+Transport = Literal["streams", "pubsub"]
+DEFAULT_STREAM_MAXLEN = 100_000
+"""Stream entries kept (approximately: ``XADD MAXLEN ~``). A subscriber further behind than this
+sees a gap and flushes its LOCAL layer."""
+DEFAULT_WATERMARK_TTL_SEC = 3600.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Topic:
+    """Where and how a namespace's invalidations are published."""
+
+    namespace: str = "gcache"
+    transport: Transport = "streams"
+    stream_maxlen: int = DEFAULT_STREAM_MAXLEN
+    watermark_ttl_sec: float = DEFAULT_WATERMARK_TTL_SEC
+
+    def __post_init__(self) -> None:
+        if self.transport not in ("streams", "pubsub"):
+            raise ValueError(f"transport must be 'streams' or 'pubsub', got {self.transport!r}")
+        if self.stream_maxlen < 1:
+            raise ValueError(f"stream_maxlen must be >= 1, got {self.stream_maxlen}")
+        if not self.watermark_ttl_sec > 0:
+            raise ValueError(f"watermark_ttl_sec must be > 0, got {self.watermark_ttl_sec}")
+
+    @property
+    def bus_key(self) -> str:
+        return bus_key(self.namespace)
+
+    async def invalidate(
+        self, client: Redis, entities: Sequence[tuple[str, str]], *, future_buffer_ms: int = 0
+    ) -> list[int]:
+        """Raise the watermark of every ``(key_type, id)`` to ``max(W, now + buffer)`` and announce
+        them in one event, atomically, in one round trip. Returns the new watermarks."""
+        if not entities:
+            return []
+        if future_buffer_ms < 0:
+            raise ValueError(f"future_buffer_ms must be >= 0, got {future_buffer_ms}")
+        keys = [seq_key(self.namespace), self.bus_key]
+        args: list[str | int] = [
+            self.transport,
+            self.stream_maxlen,
+            self.namespace,
+            int(self.watermark_ttl_sec * 1000),
+        ]
+        for key_type, entity_id in entities:
+            keys.append(watermark_key(self.namespace, key_type, entity_id))
+            args += (key_type, entity_id, future_buffer_ms * 1000)
+        marks = await INVALIDATE.run(client, keys, args)
+        return [int(mark) for mark in marks]
+
+    async def flush(self, client: Redis, *, future_buffer_ms: int = 0) -> int:
+        """Raise the namespace flush watermark to ``now + buffer`` and announce it."""
+        keys = [seq_key(self.namespace), self.bus_key, flush_key(self.namespace)]
+        args = [self.transport, self.stream_maxlen, self.namespace, future_buffer_ms * 1000]
+        return int(await FLUSH.run(client, keys, args))
