@@ -31,7 +31,6 @@ from collections.abc import Awaitable, Callable, Hashable
 from random import random
 from typing import TYPE_CHECKING, Any
 
-from bus._names import watermark_key
 from bus._retry import retry_async
 
 from ._codec import DecodeError, decode, encode, serialize
@@ -56,13 +55,12 @@ _NO_LAYERS = (0.0, 0.0)
 class _Fill:
     """What the I/O before the function call found out."""
 
-    __slots__ = ("computed_at", "raw", "read_at", "remote_key", "watermark", "watermark_key")
+    __slots__ = ("computed_at", "raw", "read_at", "remote_key", "watermark_key")
 
     def __init__(self, remote_key: str | None, watermark_key: str | None) -> None:
         self.remote_key = remote_key
         self.watermark_key = watermark_key
-        self.raw: bytes | None = None
-        self.watermark = 0
+        self.raw: bytes | None = None  # only ever a value newer than its watermarks
         self.read_at: int | None = None  # cache time just before the REMOTE read
         self.computed_at: int | None = None
 
@@ -77,6 +75,7 @@ class Runner:
         self.local = cache._local
         self.remote = cache._remote
         self.provider = cache.config.cache_config_provider
+        self.namespace = cache.config.namespace
         # Tracked LOCAL hits are served only while the bus proves its staleness bound.
         bus = cache._bus
         self.gate = bus.is_fresh if (bus is not None and spec.tracked) else None
@@ -148,17 +147,12 @@ class Runner:
             self.cache._ensure_bus()
         if not remote_ttl:
             return _Fill(None, None)
-        spec = self.spec
-        cache = self.cache
-        wkey = (
-            watermark_key(cache.config.namespace, spec.key_type, key[1])  # type: ignore[arg-type]
-            if spec.tracked
-            else None
-        )
-        return _Fill(spec.remote_key(cache.config.namespace, key), wkey)
+        value_key, wkey = self.spec.remote_keys(self.namespace, key)
+        return _Fill(value_key, wkey if self.spec.tracked else None)
 
     def accept_remote(self, key: tuple[Hashable, ...], fill: _Fill, local_ttl: float) -> Any:
-        """The REMOTE value if it decodes and is newer than its watermarks, else MISS."""
+        """The REMOTE value if it decodes, else MISS (the read script already refused values
+        older than their watermarks)."""
         raw = fill.raw
         if raw is None:
             return MISS
@@ -171,9 +165,6 @@ class Runner:
             metrics.miss_remote()
             return MISS
         metrics.load.observe(_perf() - started)
-        if computed_at <= fill.watermark:
-            metrics.miss_remote()  # invalidated or flushed since it was computed
-            return MISS
         if local_ttl:
             self.local.put(
                 key,
@@ -225,17 +216,18 @@ class Runner:
         if remote is None:
             fill.computed_at = self.cache._clock.now_us()
             return
-        try:
-            await remote.sync_clock()
-        except RemoteError as exc:
-            self.failed("remote", exc.kind, exc)
+        if remote.clock.due():
+            try:
+                await remote.sync_clock()
+            except RemoteError as exc:
+                self.failed("remote", exc.kind, exc)
         if fill.remote_key is not None:
             metrics = self.metrics
             if remote.clock.synced:
                 fill.read_at = remote.clock.now_us()
             started = _perf()
             try:
-                fill.raw, fill.watermark = await remote.get(fill.remote_key, fill.watermark_key)
+                fill.raw = await remote.get(fill.remote_key, fill.watermark_key)
             except RemoteError as exc:
                 self.failed("remote", exc.kind, exc)
             else:

@@ -26,9 +26,8 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import Any, cast
-from urllib.parse import quote
 
-from bus._names import entity_tag, shorten, watermark_key
+from bus._names import escape, shorten, watermark_key
 
 from ._exceptions import KeyBuildError
 
@@ -78,13 +77,13 @@ def _encode(canon: Hashable) -> str:
     """The REMOTE spelling of a canonical value. ``quote`` leaves no ``! ~ ( , )`` in a string,
     so those mark types and nesting unambiguously."""
     if type(canon) is str:
-        return quote(canon, safe="")
+        return escape(canon)
     if type(canon) is int:
         return f"!i{canon}"
     tag, payload = cast(tuple[str, Any], canon)
     if type(payload) is tuple:
-        return f"!{quote(tag, safe='')}(" + ",".join(_encode(item) for item in payload) + ")"
-    return f"!{quote(tag, safe='')}~{quote(payload, safe='')}"
+        return f"!{escape(tag)}(" + ",".join(_encode(item) for item in payload) + ")"
+    return f"!{escape(tag)}~{escape(payload)}"
 
 
 class GCacheKey:
@@ -173,12 +172,14 @@ class KeySpec:
         "_all_positional",
         "_id_extract",
         "_id_index",
+        "_key_type_text",
         "_keyed",
         "_known",
         "_params",
         "_positional",
         "_signature",
         "_simple",
+        "_use_case_text",
         "arg_names",
         "key_type",
         "tracked",
@@ -203,6 +204,9 @@ class KeySpec:
         self.key_type = key_type
         self.use_case = use_case
         self.tracked = tracked
+        # Spelled once: they are in every REMOTE key of this function.
+        self._key_type_text = escape(key_type)
+        self._use_case_text = escape(use_case)
         self._signature = inspect.signature(func)
         params = list(self._signature.parameters.values())
         names = [p.name for p in params]
@@ -327,15 +331,22 @@ class KeySpec:
         return GCacheKey._lazy(self, local_key[1], local_key[3:])  # type: ignore[arg-type]
 
     def remote_key(self, namespace: str, local_key: tuple[Hashable, ...]) -> str:
+        return self.remote_keys(namespace, local_key)[0]
+
+    def remote_keys(self, namespace: str, local_key: tuple[Hashable, ...]) -> tuple[str, str]:
+        """The value key and the entity's watermark key (as ``bus._names.watermark_key`` spells
+        it), sharing one ``{key_type=id}`` hash tag built once."""
         entity_id = local_key[1]
         assert isinstance(entity_id, str)
-        parts = [
-            f"{name}={_encode(canon)}"
-            for name, canon in zip(self.arg_names, local_key[3:], strict=True)
-        ]
-        if local_key[2] is not None:  # a non-str id: keep 1 and "1" apart
-            parts.insert(0, f"~id={_encode(local_key[2])}")
-        return (
-            f"{namespace}:v:{entity_tag(self.key_type, entity_id)}:"
-            f"{quote(self.use_case, safe='')}:{shorten('&'.join(parts))}"
-        )
+        tag = "{" + self._key_type_text + "=" + shorten(escape(entity_id)) + "}"
+        if len(local_key) == 3 and local_key[2] is None:
+            args = ""  # the common case: the id is the only keyed argument
+        else:
+            parts = [
+                f"{name}={_encode(canon)}"
+                for name, canon in zip(self.arg_names, local_key[3:], strict=True)
+            ]
+            if local_key[2] is not None:  # a non-str id: keep 1 and "1" apart
+                parts.insert(0, f"~id={_encode(local_key[2])}")
+            args = shorten("&".join(parts))
+        return f"{namespace}:v:{tag}:{self._use_case_text}:{args}", f"{namespace}:w:{tag}"

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 
 from bus._clock import RedisClock
 from bus._names import flush_key
@@ -26,7 +26,7 @@ from bus._topic import Topic
 
 from ._config import BusConfig, GCacheConfig
 from ._exceptions import GCacheError
-from ._scripts import WRITE
+from ._scripts import READ, WRITE
 
 __all__ = ["RemoteError", "RemoteStore"]
 
@@ -137,19 +137,23 @@ class RemoteStore:
         t1 = time.monotonic_ns()
         self.clock.observe(t0, seconds * 1_000_000 + micros, t1)
 
-    async def get(self, key: str, watermark_key: str | None) -> tuple[bytes | None, int]:
-        """The stored bytes and the highest watermark that applies to them (0 if none), read in
-        one round trip."""
+    async def get(self, key: str, watermark_key: str | None) -> bytes | None:
+        """The stored bytes if they were computed after the entity's and the namespace's
+        watermarks (checked server-side, one round trip, one reply), else None.
+
+        Written flat, without the helpers the other operations use: this is the REMOTE-hit
+        path, and every coroutine layer between the caller and the socket is resumed again on
+        each wait for Redis."""
         keys = self._keys(key, watermark_key)
-        values: list[Any] = await self._call("get", self.client().mget(keys))
-        raw = values[0]
-        if raw is None:
-            return None, 0
+        client = self.client()
         try:
-            watermark = max((int(v) for v in values[1:] if v is not None), default=0)
-        except ValueError as exc:  # someone wrote a non-number over a watermark key
-            raise RemoteError("get", exc) from exc
-        return raw, watermark
+            try:
+                raw: bytes | None = await client.evalsha(READ.sha, len(keys), *keys)
+            except NoScriptError:
+                raw = await client.eval(READ.source, len(keys), *keys)
+        except (RedisError, OSError, TimeoutError) as exc:
+            raise RemoteError("read", exc) from exc
+        return raw
 
     def _keys(self, key: str, watermark_key: str | None) -> list[str]:
         if watermark_key is None:

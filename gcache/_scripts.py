@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from bus._scripts import Script
 
-__all__ = ["WRITE", "WriteResult"]
+__all__ = ["READ", "WRITE", "WriteResult"]
 
 
 class WriteResult:
@@ -61,5 +61,25 @@ if #KEYS > 2 then
   end
 end
 return 1
+""",
+)
+
+READ = Script(
+    "read",
+    """
+-- KEYS[1] value key, KEYS[2] flush watermark, KEYS[3] entity watermark (tracked values only)
+-- The value, only if it was computed after both watermarks; nil if absent or invalidated.
+-- Bytes that are not ours are returned as they are: the client counts them as undecodable.
+local v = redis.call('GET', KEYS[1])
+if not v then return false end
+local ca = tonumber(string.sub(v, 5, 20))
+if string.sub(v, 1, 2) ~= 'GC' or not ca then return v end
+local f = redis.call('GET', KEYS[2])
+if f and ca <= tonumber(f) then return false end
+if #KEYS > 2 then
+  local w = redis.call('GET', KEYS[3])
+  if w and ca <= tonumber(w) then return false end
+end
+return v
 """,
 )
