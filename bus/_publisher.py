@@ -21,7 +21,13 @@ from redis.exceptions import RedisError
 from ._metrics import BusMetrics
 from ._portal import BackgroundLoop
 from ._retry import retry_async
-from ._topic import DEFAULT_STREAM_MAXLEN, DEFAULT_WATERMARK_TTL_SEC, Topic, Transport
+from ._topic import (
+    DEFAULT_STREAM_MAXLEN,
+    DEFAULT_WATERMARK_TTL_SEC,
+    Topic,
+    Transport,
+    check_future_buffer,
+)
 
 __all__ = ["PublishError", "Publisher"]
 
@@ -91,7 +97,7 @@ class Publisher:
     ) -> list[int]:
         """Invalidate many entities in one round trip and one bus event; returns watermarks."""
         batch = [(_text("key_type", key_type), str(entity_id)) for key_type, entity_id in entities]
-        _check_buffer(future_buffer_ms)
+        check_future_buffer(future_buffer_ms)
         marks = await self._run(
             lambda client: self.topic.invalidate(client, batch, future_buffer_ms=future_buffer_ms)
         )
@@ -175,10 +181,3 @@ def _text(name: str, value: object) -> str:
     if not isinstance(value, str) or not value:
         raise ValueError(f"{name} must be a non-empty string, got {value!r}")
     return value
-
-
-def _check_buffer(future_buffer_ms: object) -> None:
-    if isinstance(future_buffer_ms, bool) or not isinstance(future_buffer_ms, int):
-        raise TypeError(f"future_buffer_ms must be an int, got {future_buffer_ms!r}")
-    if future_buffer_ms < 0:
-        raise ValueError(f"future_buffer_ms must be >= 0, got {future_buffer_ms}")

@@ -10,17 +10,32 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ReadOnlyError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from tenacity import (
     AsyncRetrying,
-    retry_if_exception_type,
+    retry_if_exception,
     stop_after_attempt,
     stop_after_delay,
     wait_random_exponential,
 )
 
-__all__ = ["retry_async"]
+__all__ = ["is_transient", "retry_async"]
 
 T = TypeVar("T")
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True for failures a retry can cure: connection trouble, timeouts, a replica that was
+    just demoted. Not for errors the server will give again (a script error, wrong type, an
+    argument it refuses). Looks through a wrapper's ``__cause__``."""
+    for error in (exc, exc.__cause__):
+        if isinstance(error, (RedisConnectionError, RedisTimeoutError, ReadOnlyError)):
+            return True
+        if isinstance(error, (OSError, TimeoutError)):
+            return True
+    return False
 
 
 async def retry_async(
@@ -30,17 +45,18 @@ async def retry_async(
     budget: float,
     retry_on: type[BaseException] | tuple[type[BaseException], ...],
 ) -> T:
-    """Run ``operation``; on ``retry_on`` errors retry with jittered exponential backoff until
-    ``attempts`` or ``budget`` seconds are used up, then raise the last error."""
+    """Run ``operation``; on a *transient* ``retry_on`` error (:func:`is_transient`) retry with
+    jittered exponential backoff until ``attempts`` or ``budget`` seconds are used up, then
+    raise the last error. Other errors are raised at once."""
     try:
         return await operation()  # the common case pays nothing for the machinery below
-    except retry_on:
-        if attempts <= 1:
+    except retry_on as exc:
+        if attempts <= 1 or not is_transient(exc):
             raise
     retrying = AsyncRetrying(
         stop=stop_after_attempt(attempts - 1) | stop_after_delay(budget),
         wait=wait_random_exponential(multiplier=budget / 20, max=budget / 4),
-        retry=retry_if_exception_type(retry_on),
+        retry=retry_if_exception(lambda exc: isinstance(exc, retry_on) and is_transient(exc)),
         reraise=True,
     )
     async for attempt in retrying:

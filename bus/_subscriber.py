@@ -190,6 +190,11 @@ class Subscriber:
                 self._metrics.reconnects.inc()
         self._sessions += 1
         client = self._factory()
+        if client.connection_pool.connection_kwargs.get("decode_responses"):
+            raise TypeError(
+                "the bus subscriber needs a client with decode_responses=False "
+                "(it reads stream fields and PONG replies as bytes)"
+            )
         try:
             if self.transport == "streams":
                 await self._follow_stream(client)
@@ -219,18 +224,21 @@ class Subscriber:
             self._metrics.gap(reason)
         self._handler.on_gap(reason, await self._server_time(client))
 
-    async def _check_server(self, client: Redis) -> None:
+    async def _check_server(self, client: Redis) -> bool:
+        """True if this is another server than last time (restarted: its stream position and
+        sequence mean nothing now)."""
         info = await client.info("server")
         run_id = str(info.get("run_id", ""))
-        if self._run_id is not None and run_id != self._run_id:
-            self._last_id = None  # the old stream position means nothing on a new server
-            self._last_seq = None
-            await self._gap(client, "server_restarted")
+        restarted = self._run_id is not None and run_id != self._run_id
         self._run_id = run_id
+        if restarted:
+            self._last_id = None
+            self._last_seq = None
+        return restarted
 
     async def _follow_stream(self, client: Redis) -> None:
         with anyio.fail_after(self._read_timeout):
-            await self._check_server(client)
+            restarted = await self._check_server(client)
             if self._last_id is None:
                 # First start (or a new server): begin at the current end, taking the position
                 # and the sequence counter in one transaction so the next event must be seq+1.
@@ -241,12 +249,14 @@ class Subscriber:
                 newest, seq = await pipe.execute()
                 self._last_id = newest[0][0] if newest else b"0-0"
                 self._last_seq = int(seq or 0)
-                await self._gap(client, "start")
-            elif await self._lost_since(client, self._last_id):
-                # Resuming, but events after our position are gone (trimmed, XTRIM, DEL) and no
-                # later event may ever show the jump: say it now.
-                self._last_seq = None
-                await self._gap(client, "missed_events")
+                await self._gap(client, "server_restarted" if restarted else "start")
+            else:
+                # Resuming, but events after our position may be gone (trimmed, XTRIM, DEL) and
+                # no later event may ever show the jump: say it now.
+                lost = await self._lost_since(client, self._last_id)
+                if lost is not None:
+                    self._last_seq = None
+                    await self._gap(client, lost)
         self.state = SubscriberState.CATCHING_UP
         position: bytes = self._last_id
         while True:
@@ -264,19 +274,22 @@ class Subscriber:
                 self.fresh_until_ns = sent + self._staleness_ns
                 self.state = SubscriberState.LIVE
 
-    async def _lost_since(self, client: Redis, last_id: bytes) -> bool:
-        """True if events were published after ``last_id`` that the stream no longer holds."""
+    async def _lost_since(self, client: Redis, last_id: bytes) -> str | None:
+        """The gap reason if events were published after ``last_id`` that the stream no longer
+        holds, else None."""
         if self._last_seq is None:
-            return False  # no baseline: the sequence check on the next event decides
+            return None  # no baseline: the sequence check on the next event decides
         pipe = client.pipeline(transaction=True)
         pipe.xrange(self._key, min=b"(" + last_id, max="+", count=1)
         pipe.get(self._seq_key)
         following, seq = await pipe.execute()
         published = int(seq or 0)
         if published < self._last_seq:
-            return True  # the counter went back: the bus was reset under us
+            return "sequence_reset"  # the counter went back: the bus was reset under us
         # With an entry after our position, the sequence check on applying it finds any jump.
-        return not following and published > self._last_seq
+        if not following and published > self._last_seq:
+            return "missed_events"
+        return None
 
     async def _follow_channel(self, client: Redis) -> None:
         pubsub = client.pubsub()

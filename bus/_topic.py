@@ -15,13 +15,36 @@ from redis.asyncio import Redis
 from ._names import bus_key, flush_key, seq_key, watermark_key
 from ._scripts import FLUSH, INVALIDATE
 
-__all__ = ["DEFAULT_STREAM_MAXLEN", "DEFAULT_WATERMARK_TTL_SEC", "Topic", "Transport"]
+__all__ = [
+    "DEFAULT_STREAM_MAXLEN",
+    "DEFAULT_WATERMARK_TTL_SEC",
+    "MAX_FUTURE_BUFFER_MS",
+    "Topic",
+    "Transport",
+    "check_future_buffer",
+]
 
 Transport = Literal["streams", "pubsub"]
 DEFAULT_STREAM_MAXLEN = 100_000
 """Stream entries kept (approximately: ``XADD MAXLEN ~``). A subscriber further behind than this
 sees a gap and flushes its LOCAL layer."""
 DEFAULT_WATERMARK_TTL_SEC = 3600.0
+MAX_FUTURE_BUFFER_MS = 7 * 24 * 3600 * 1000
+"""A week. Larger buffers are refused before anything is written: they would overflow the
+script's arithmetic (exact below 2**53 us) and Redis' expiry range."""
+
+
+def check_future_buffer(future_buffer_ms: object) -> int:
+    """``future_buffer_ms`` if it is an int in 0..MAX_FUTURE_BUFFER_MS (else TypeError or
+    ValueError)."""
+    if isinstance(future_buffer_ms, bool) or not isinstance(future_buffer_ms, int):
+        raise TypeError(f"future_buffer_ms must be an int, got {future_buffer_ms!r}")
+    if not 0 <= future_buffer_ms <= MAX_FUTURE_BUFFER_MS:
+        raise ValueError(
+            f"future_buffer_ms must be in 0..{MAX_FUTURE_BUFFER_MS} (a week), "
+            f"got {future_buffer_ms}"
+        )
+    return future_buffer_ms
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -50,10 +73,9 @@ class Topic:
     ) -> list[int]:
         """Raise the watermark of every ``(key_type, id)`` to ``max(W, now + buffer)`` and announce
         them in one event, atomically, in one round trip. Returns the new watermarks."""
+        check_future_buffer(future_buffer_ms)
         if not entities:
             return []
-        if future_buffer_ms < 0:
-            raise ValueError(f"future_buffer_ms must be >= 0, got {future_buffer_ms}")
         keys = [seq_key(self.namespace), self.bus_key]
         args: list[str | int] = [
             self.transport,
@@ -69,6 +91,7 @@ class Topic:
 
     async def flush(self, client: Redis, *, future_buffer_ms: int = 0) -> int:
         """Raise the namespace flush watermark to ``now + buffer`` and announce it."""
+        check_future_buffer(future_buffer_ms)
         keys = [seq_key(self.namespace), self.bus_key, flush_key(self.namespace)]
         args = [self.transport, self.stream_maxlen, self.namespace, future_buffer_ms * 1000]
         return int(await FLUSH.run(client, keys, args))

@@ -118,6 +118,8 @@ def encode(event: Event) -> bytes:
 
 def decode(data: bytes | str) -> Event:
     """Parse one event; :class:`WireError` (or :class:`UnknownEvent`) if it is not one."""
+    if isinstance(data, str):
+        data = data.encode()
     if len(data) > MAX_EVENT_BYTES:
         raise WireError(f"event of {len(data)} bytes exceeds {MAX_EVENT_BYTES}")
     try:

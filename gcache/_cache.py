@@ -15,6 +15,7 @@ from bus._clock import RedisClock, WallClock
 from bus._portal import BackgroundLoop
 from bus._retry import retry_async
 from bus._subscriber import Subscriber
+from bus._topic import check_future_buffer
 
 from ._burst_log import BurstLogger
 from ._bus_link import make_subscriber
@@ -268,6 +269,16 @@ class GCache:
         with self._bus_lock:
             if self._bus_task is None:
                 self._bus_task = self._background.start_task(self._bus.run)
+                self._bus_task.add_done_callback(self._bus_ended)
+
+    def _bus_ended(self, task: Future[object]) -> None:
+        # run() only returns by cancellation (close); anything else is a configuration error
+        # that leaves tracked LOCAL hits bypassed: say so loudly.
+        if not task.cancelled() and task.exception() is not None:
+            logger.error(
+                "gcache bus subscriber stopped; LOCAL hits of tracked entries stay bypassed",
+                exc_info=task.exception(),
+            )
 
     def _invalidate_local(self, entity: tuple[str, str], watermark: int) -> None:
         self._local.invalidate(entity, watermark)
@@ -322,8 +333,5 @@ def _default_use_case(func: Callable[..., Any]) -> str:
 def _entity(key_type: str, id: Any, future_buffer_ms: int) -> tuple[str, str]:
     if not isinstance(key_type, str) or not key_type:
         raise ValueError(f"key_type must be a non-empty string, got {key_type!r}")
-    if isinstance(future_buffer_ms, bool) or not isinstance(future_buffer_ms, int):
-        raise TypeError(f"future_buffer_ms must be an int, got {future_buffer_ms!r}")
-    if future_buffer_ms < 0:
-        raise ValueError(f"future_buffer_ms must be >= 0, got {future_buffer_ms}")
+    check_future_buffer(future_buffer_ms)
     return key_type, str(id)
