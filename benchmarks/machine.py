@@ -28,6 +28,9 @@ class Machine:
     """CPUs this process may run on (fewer than ``cpu_count`` in a restricted container)."""
     redis_server: str
     redis_py: str
+    reply_parser: str
+    """redis-py's reply parser: ``hiredis X`` (C, the optional ``gcache[hiredis]`` extra) or
+    ``pure Python``. Every Redis figure depends on it."""
     gcache: str
     gcache_source: str
     """Digest of the gcache sources on disk as the run starts (moments after they were imported):
@@ -49,7 +52,8 @@ class Machine:
             f"{self.python_implementation} {self.python_version} on {self.platform}, "
             f"{cpus} CPUs, load average {load} before the run\n"
             f"gcache {self.gcache} (source {self.gcache_source}, git {self.git_revision}); "
-            f"redis-server {self.redis_server}; redis-py {self.redis_py}"
+            f"redis-server {self.redis_server}; redis-py {self.redis_py} "
+            f"({self.reply_parser} reply parser)"
         )
 
 
@@ -58,6 +62,11 @@ def _package_version(name: str) -> str:
         return version(name)
     except PackageNotFoundError:  # e.g. gcache run from a checkout without being installed
         return "unknown"
+
+
+def _reply_parser() -> str:
+    hiredis = _package_version("hiredis")
+    return "pure Python" if hiredis == "unknown" else f"hiredis {hiredis}"
 
 
 def _source_digest(package_dir: Path) -> str:
@@ -95,6 +104,7 @@ def describe_machine(redis_server_version: str) -> Machine:
         usable_cpus=usable,
         redis_server=redis_server_version,
         redis_py=_package_version("redis"),
+        reply_parser=_reply_parser(),
         gcache=_package_version("gcache"),
         gcache_source=_source_digest(package_dir),
         git_revision=_git_revision(package_dir),

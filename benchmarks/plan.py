@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["FULL", "QUICK", "Plan"]
+__all__ = ["FULL", "PUBLISH_BATCH", "QUICK", "Plan"]
+
+PUBLISH_BATCH = 1000
+"""Entities per ``Publisher.ainvalidate_many`` call in the publish-throughput scenario."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -14,6 +17,10 @@ class Plan:
     Paths without I/O cost about a microsecond, so they need many calls for a round to last long
     enough (tens of milliseconds) that timer resolution and one-off interruptions do not matter;
     paths with a Redis round trip cost tens of microseconds each and need far fewer.
+
+    The invalidation-bus scenarios have their own sizes: how many other processes follow the bus
+    and how many invalidations reach them (propagation), and how much a subscriber applies and a
+    publisher sends per round (throughput).
     """
 
     name: str
@@ -22,9 +29,28 @@ class Plan:
     """Calls timed per round on paths without I/O (bare calls, LOCAL hits)."""
     redis_calls: int
     """Calls timed per round on paths with a Redis round trip."""
+    replicas: int
+    """Other processes (spawned) whose LOCAL layers an invalidation must reach."""
+    invalidations: int
+    """Invalidations timed per propagation scenario (each reaches every replica)."""
+    throughput_rounds: int
+    """Rounds of each bus-throughput scenario."""
+    apply_events: int
+    """Events a subscriber applies per round (each a single-entity invalidation)."""
+    publish_batches: int
+    """``ainvalidate_many`` calls of :data:`PUBLISH_BATCH` entities per round."""
 
     def __post_init__(self) -> None:
-        for field in ("rounds", "local_calls", "redis_calls"):
+        for field in (
+            "rounds",
+            "local_calls",
+            "redis_calls",
+            "replicas",
+            "invalidations",
+            "throughput_rounds",
+            "apply_events",
+            "publish_batches",
+        ):
             if getattr(self, field) < 1:
                 raise ValueError(f"{field} must be >= 1, got {getattr(self, field)!r}")
 
@@ -42,5 +68,25 @@ class Plan:
         return max(1, self.calls(io) // 10)
 
 
-FULL = Plan(name="full", rounds=7, local_calls=200_000, redis_calls=5_000)
-QUICK = Plan(name="quick", rounds=3, local_calls=20_000, redis_calls=500)
+FULL = Plan(
+    name="full",
+    rounds=7,
+    local_calls=200_000,
+    redis_calls=5_000,
+    replicas=8,
+    invalidations=200,
+    throughput_rounds=3,
+    apply_events=200_000,
+    publish_batches=100,
+)
+QUICK = Plan(
+    name="quick",
+    rounds=3,
+    local_calls=20_000,
+    redis_calls=500,
+    replicas=2,
+    invalidations=30,
+    throughput_rounds=3,
+    apply_events=10_000,
+    publish_batches=10,
+)

@@ -41,14 +41,63 @@ def _scenario_rows(result: RunResult) -> list[tuple[str, ...]]:
     return rows
 
 
+def _propagation_rows(result: RunResult) -> list[tuple[str, ...]]:
+    rows: list[tuple[str, ...]] = []
+    for name, latency in result.propagation.items():
+        p = latency.percentiles
+        ratio = result.propagation_p99_ratio(name)
+        versus = ""
+        if ratio is not None and latency.baseline is not None:
+            versus = f"{ratio:.2f}x {result.propagation[latency.baseline].title}"
+        rows.append(
+            (
+                latency.title,
+                f"{p.count:,}",
+                f"{p.p50 / 1000:.0f}",
+                f"{p.p99 / 1000:.0f}",
+                f"{p.maximum / 1000:.0f}",
+                versus,
+            )
+        )
+    return rows
+
+
+def _throughput_rows(result: RunResult) -> list[tuple[str, ...]]:
+    rows: list[tuple[str, ...]] = []
+    for rate in result.throughput.values():
+        s = rate.summary
+        rows.append(
+            (
+                rate.title,
+                f"{rate.per_round:,} {rate.unit}",
+                f"{s.median:,.0f}",
+                f"{s.minimum:,.0f}-{s.maximum:,.0f}",
+                f"{1e9 / s.median / 1000:.2f}",
+            )
+        )
+    return rows
+
+
+def _figure(value: float, unit: str) -> str:
+    if unit == "us":
+        return f"{value:.3f} us"
+    if unit == "/s":
+        return f"{value:,.0f}/s"
+    return f"{value:.3f}x"
+
+
 def _target_rows(targets: Sequence[TargetResult]) -> list[tuple[str, ...]]:
     rows: list[tuple[str, ...]] = []
     for t in targets:
-        if t.unit == "us":
-            value, limit = f"{t.value:.3f} us", f"<= {t.limit:.3f} us"
+        value = _figure(t.value, t.unit)
+        limit = f"{t.comparison} {_figure(t.limit, t.unit)}"
+        if t.low is None or t.high is None:
+            rounds = "(no rounds)"
+        elif t.unit == "us":
             rounds = f"{t.low:.3f}-{t.high:.3f} us"
+        elif t.unit == "/s":
+            rounds = f"{t.low:,.0f}-{t.high:,.0f}/s"
         else:
-            value, limit = f"{t.value:.3f}x", f"<= {t.limit:.3f}x"
             rounds = f"{t.low:.3f}x-{t.high:.3f}x"
         rows.append((t.title, value, limit, "PASS" if t.met else "MISS", rounds))
     return rows
@@ -86,6 +135,8 @@ def render(result: RunResult, targets: Sequence[TargetResult], machine: Machine)
             right={1, 2, 3, 4},
         ),
         "",
+        *_bus_lines(result),
+        "",
         *_table(
             ("target", "value", "limit", "result", "rounds"),
             _target_rows(targets),
@@ -95,10 +146,37 @@ def render(result: RunResult, targets: Sequence[TargetResult], machine: Machine)
     return "\n".join(lines)
 
 
+def _bus_lines(result: RunResult) -> list[str]:
+    plan = result.plan
+    return [
+        f"invalidation bus throughput, {plan.throughput_rounds} rounds: median rate over rounds,",
+        "min-max of rounds, and the median's cost per item",
+        "",
+        *_table(
+            ("scenario", "per round", "median /s", "min-max /s", "us/item"),
+            _throughput_rows(result),
+            right={1, 2, 3, 4},
+        ),
+        "",
+        f"invalidation bus propagation to {plan.replicas} other processes, "
+        f"{plan.invalidations} invalidations each: microseconds from just before the",
+        "publish to each process's LOCAL layer dropping the value (raw: its subscriber having "
+        "the message);",
+        "'vs' is p99 over the baseline's p99",
+        "",
+        *_table(
+            ("scenario", "samples", "p50", "p99", "max", "vs baseline"),
+            _propagation_rows(result),
+            right={1, 2, 3, 4},
+        ),
+    ]
+
+
 def to_json(
     result: RunResult, targets: Sequence[TargetResult], machine: Machine
 ) -> dict[str, object]:
-    """Every figure of the run, in nanoseconds per call (ratios are plain numbers)."""
+    """Every figure of the run: per-call scenarios in nanoseconds per call, propagation in
+    nanoseconds per sample, throughput in items per second (ratios are plain numbers)."""
     scenarios: dict[str, object] = {}
     for name, scenario in result.scenarios.items():
         s = scenario.summary
@@ -119,21 +197,58 @@ def to_json(
             if ratio is None
             else {"median": ratio.median, "min": ratio.minimum, "max": ratio.maximum},
         }
+    throughput: dict[str, object] = {}
+    for name, rate in result.throughput.items():
+        s = rate.summary
+        throughput[name] = {
+            "title": rate.title,
+            "unit": rate.unit,
+            "per_round": rate.per_round,
+            "rounds": len(rate.elapsed_ns),
+            "median_per_s": s.median,
+            "min_per_s": s.minimum,
+            "max_per_s": s.maximum,
+            "per_round_per_s": list(rate.rates),
+            "per_round_elapsed_ns": list(rate.elapsed_ns),
+        }
+    propagation: dict[str, object] = {}
+    for name, latency in result.propagation.items():
+        p = latency.percentiles
+        propagation[name] = {
+            "title": latency.title,
+            "replicas": latency.replicas,
+            "invalidations": latency.invalidations,
+            "samples": p.count,
+            "p50_ns": p.p50,
+            "p99_ns": p.p99,
+            "max_ns": p.maximum,
+            "baseline": latency.baseline,
+            "p99_vs_baseline": result.propagation_p99_ratio(name),
+        }
+    plan = result.plan
     return {
         "plan": {
-            "name": result.plan.name,
-            "rounds": result.plan.rounds,
-            "local_calls": result.plan.local_calls,
-            "redis_calls": result.plan.redis_calls,
+            "name": plan.name,
+            "rounds": plan.rounds,
+            "local_calls": plan.local_calls,
+            "redis_calls": plan.redis_calls,
+            "replicas": plan.replicas,
+            "invalidations": plan.invalidations,
+            "throughput_rounds": plan.throughput_rounds,
+            "apply_events": plan.apply_events,
+            "publish_batches": plan.publish_batches,
         },
         "machine": machine.as_dict(),
         "value_bytes": result.value_bytes,
         "scenarios": scenarios,
+        "throughput": throughput,
+        "propagation": propagation,
         "targets": {
             t.name: {
                 "title": t.title,
                 "value": t.value,
                 "limit": t.limit,
+                "comparison": t.comparison,
                 "unit": t.unit,
                 "min": t.low,
                 "max": t.high,

@@ -1,10 +1,17 @@
-"""Rounds: every scenario timed once per round, all rounds on one event loop.
+"""The run: rounds of the per-call scenarios, then the invalidation bus's throughput and
+propagation scenarios, all on one event loop.
+
+Per-call scenarios: every scenario timed once per round.
 
 Scenarios alternate within a round, rather than each running all its rounds back to back, so
 slow drifts of the machine (another process waking up, CPU frequency, a noisy neighbour) land on
 every scenario alike instead of on whichever happened to run at the time. The starting scenario
 also rotates from round to round, so none is always the one that runs right after the Redis-heavy
 miss, or first after a pause.
+
+The bus scenarios come after, each with its own alternation (see :mod:`.bus_throughput` and
+:mod:`.propagation`): they load the machine differently (a catch-up of many events, several
+processes), and must not run while a per-call round is being timed.
 """
 
 from __future__ import annotations
@@ -16,7 +23,9 @@ from dataclasses import dataclass
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
+from .bus_throughput import RateResult, measure_throughput
 from .plan import Plan
+from .propagation import LatencyResult, measure_propagation
 from .scenarios import RAW_KEY, Scenario, prepare_scenarios
 from .stats import Summary, paired_ratios, summarize
 from .subjects import Subjects
@@ -50,6 +59,10 @@ class RunResult:
     """By scenario name, in table order."""
     value_bytes: int
     """Size of the value as stored in Redis (what the REMOTE hit and the raw GET read)."""
+    throughput: dict[str, RateResult]
+    """The bus-throughput scenarios, by name, in table order."""
+    propagation: dict[str, LatencyResult]
+    """The propagation scenarios, by name, the raw baseline first."""
 
     def versus_baseline(self, name: str) -> Summary | None:
         """Scenario ``name`` divided by its baseline, round by round (see
@@ -60,6 +73,13 @@ class RunResult:
         baseline = self.scenarios[result.baseline]
         return summarize(paired_ratios(result.per_call_ns, baseline.per_call_ns))
 
+    def propagation_p99_ratio(self, name: str) -> float | None:
+        """p99 propagation latency of ``name`` over its baseline's p99; None without one."""
+        result = self.propagation[name]
+        if result.baseline is None:
+            return None
+        return result.percentiles.p99 / self.propagation[result.baseline].percentiles.p99
+
 
 def _rotated(scenarios: Sequence[Scenario], round_index: int) -> list[Scenario]:
     shift = round_index % len(scenarios)
@@ -67,7 +87,8 @@ def _rotated(scenarios: Sequence[Scenario], round_index: int) -> list[Scenario]:
 
 
 async def run(plan: Plan, redis_url: str, progress: Callable[[str], None]) -> RunResult:
-    """Warm up, then time ``plan.rounds`` rounds of every scenario against ``redis_url``.
+    """Warm up, then time ``plan.rounds`` rounds of every per-call scenario against
+    ``redis_url``; then the bus throughput and propagation scenarios.
 
     Call it with a single ``asyncio.run``: the async scenarios share this one loop (gcache keeps
     a Redis client per loop, so a loop per round would reconnect and re-warm every time).
@@ -94,6 +115,8 @@ async def run(plan: Plan, redis_url: str, progress: Callable[[str], None]) -> Ru
         sync_thread.shutdown(wait=True)
         await subjects.aclose()
         await raw.aclose()
+    throughput = await measure_throughput(plan, redis_url, progress)
+    propagation = await measure_propagation(plan, redis_url, progress)
     return RunResult(
         plan=plan,
         scenarios={
@@ -107,4 +130,6 @@ async def run(plan: Plan, redis_url: str, progress: Callable[[str], None]) -> Ru
             for s in scenarios
         },
         value_bytes=value_bytes,
+        throughput=throughput,
+        propagation=propagation,
     )

@@ -88,6 +88,22 @@ async def prepare_scenarios(
 
     await loop.run_in_executor(sync_thread, prime_sync)
 
+    # Tracked LOCAL hits, bus on and off. The bus-on hit cache's subscriber is live (start_bus),
+    # so its tracked hits are served from LOCAL; should its proof lapse they would go to REMOTE,
+    # and the round's path check would say so.
+    for function, cache, tracked in (
+        ("tracked_hit_bus_on", subjects.hit_cache, subjects.tracked_hit_bus_on),
+        ("tracked_hit_bus_off", subjects.bus_off_cache, subjects.tracked_hit_bus_off),
+    ):
+        if (cache.bus is None) != (function == "tracked_hit_bus_off"):
+            raise PathError(f"{function}: the bus is {'off' if cache.bus is None else 'on'}")
+        with (
+            expect_path(subjects, function, body_runs=1, counters=miss_then_local_hit),
+            cache.enable(),
+        ):
+            await tracked(ENTITY_ID)
+            await tracked(ENTITY_ID)
+
     miss_then_remote_hit = {("request", "remote"): 2, ("miss", "remote"): 1}
     with (
         expect_path(subjects, "tracked_remote_hit", body_runs=1, counters=miss_then_remote_hit),
@@ -139,6 +155,22 @@ async def prepare_scenarios(
     async def sync_local_hit(calls: int) -> int:
         return await loop.run_in_executor(sync_thread, sync_local_hit_in_thread, calls)
 
+    async def tracked_local_hit_bus_on(calls: int) -> int:
+        args = same_id(calls)
+        with (
+            expect_path(subjects, "tracked_hit_bus_on", body_runs=0, counters=_local_hits(calls)),
+            subjects.hit_cache.enable(),
+        ):
+            return await time_async_calls(subjects.tracked_hit_bus_on, args)
+
+    async def tracked_local_hit_bus_off(calls: int) -> int:
+        args = same_id(calls)
+        with (
+            expect_path(subjects, "tracked_hit_bus_off", body_runs=0, counters=_local_hits(calls)),
+            subjects.bus_off_cache.enable(),
+        ):
+            return await time_async_calls(subjects.tracked_hit_bus_off, args)
+
     async def tracked_remote_hit(calls: int) -> int:
         args = same_id(calls)
         with (
@@ -173,6 +205,11 @@ async def prepare_scenarios(
                  baseline="async_bare", measure=async_local_hit),
         Scenario(name="sync_local_hit", title="sync LOCAL hit (plain thread)", io=False,
                  baseline="sync_bare", measure=sync_local_hit),
+        Scenario(name="tracked_local_hit_bus_on", title="async tracked LOCAL hit, bus on",
+                 io=False, baseline="tracked_local_hit_bus_off",
+                 measure=tracked_local_hit_bus_on),
+        Scenario(name="tracked_local_hit_bus_off", title="async tracked LOCAL hit, bus off",
+                 io=False, baseline="async_bare", measure=tracked_local_hit_bus_off),
         Scenario(name="tracked_remote_hit", title="async tracked REMOTE hit", io=True,
                  baseline="raw_redis_get", measure=tracked_remote_hit),
         Scenario(name="raw_redis_get", title="raw redis-py asyncio GET", io=True,

@@ -1,12 +1,14 @@
-"""Summaries of per-round samples: median and spread, and ratios of paired rounds."""
+"""Summaries of samples: median and spread of per-round samples, ratios of paired rounds, and
+the percentiles of a latency distribution."""
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-__all__ = ["Summary", "paired_ratios", "summarize"]
+__all__ = ["Percentiles", "Summary", "paired_ratios", "percentiles", "summarize"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,3 +56,38 @@ def paired_ratios(numerators: Sequence[float], denominators: Sequence[float]) ->
     if len(numerators) != len(denominators):
         raise ValueError(f"unpaired samples: {len(numerators)} vs {len(denominators)}")
     return [n / d for n, d in zip(numerators, denominators, strict=True)]
+
+
+@dataclass(frozen=True, slots=True)
+class Percentiles:
+    """The shape of a latency distribution: its middle, its tail and its worst case.
+
+    Latencies are not rounds of a repeated measurement but individual events, and what matters
+    is the tail (the replica that learnt last), so these are reported instead of a median and
+    its spread.
+    """
+
+    count: int
+    p50: float
+    p99: float
+    maximum: float
+
+
+def _nearest_rank(ordered: Sequence[float], fraction: float) -> float:
+    # Nearest-rank: an observed value (never interpolated), the smallest one with at least
+    # ``fraction`` of the samples at or below it.
+    rank = max(1, math.ceil(fraction * len(ordered)))
+    return ordered[rank - 1]
+
+
+def percentiles(samples: Sequence[float]) -> Percentiles:
+    """p50, p99 and maximum of at least one sample (nearest-rank percentiles)."""
+    if not samples:
+        raise ValueError("no samples to summarize")
+    ordered = sorted(samples)
+    return Percentiles(
+        count=len(ordered),
+        p50=_nearest_rank(ordered, 0.50),
+        p99=_nearest_rank(ordered, 0.99),
+        maximum=ordered[-1],
+    )

@@ -15,7 +15,15 @@ from typing import Final
 
 from prometheus_client import CollectorRegistry
 
-from gcache import CacheLayer, GCache, GCacheConfig, GCacheKey, GCacheKeyConfig, RedisConfig
+from gcache import (
+    BusConfig,
+    CacheLayer,
+    GCache,
+    GCacheConfig,
+    GCacheKey,
+    GCacheKeyConfig,
+    RedisConfig,
+)
 
 __all__ = [
     "ENTITY_ID",
@@ -54,6 +62,8 @@ USE_CASES: Final[Mapping[str, str]] = {
     "sync_hit": "bench.sync_hit",
     "tracked_remote_hit": "bench.tracked_remote_hit",
     "miss": "bench.miss",
+    "tracked_hit_bus_on": "bench.tracked_hit_bus_on",
+    "tracked_hit_bus_off": "bench.tracked_hit_bus_off",
 }
 """Each cached function of :class:`Subjects`, by attribute name, to its ``use_case`` (its label
 in the metrics)."""
@@ -74,6 +84,7 @@ REMOTE_ONLY: Final = GCacheKeyConfig(
 _HIT_NAMESPACE: Final = "bench-hit"
 _REMOTE_NAMESPACE: Final = "bench-remote"
 _MISS_NAMESPACE: Final = "bench-miss"
+_BUS_OFF_NAMESPACE: Final = "bench-bus-off"
 
 _BUS_STARTER_ID: Final = "bus-starter"
 _BUS_START_TIMEOUT_SEC: Final = 10.0
@@ -107,6 +118,8 @@ def _cache(
     provider: Callable[[GCacheKey], Awaitable[GCacheKeyConfig]],
     redis_url: str,
     registry: CollectorRegistry,
+    *,
+    bus: bool = True,
 ) -> GCache:
     return GCache(
         GCacheConfig(
@@ -114,6 +127,7 @@ def _cache(
             redis_config=RedisConfig(url=redis_url),
             namespace=namespace,
             metrics_registry=registry,
+            bus=BusConfig() if bus else None,
         )
     )
 
@@ -121,11 +135,13 @@ def _cache(
 class Subjects:
     """The GCache instances and cached functions under test, wired to one private Redis.
 
-    Three caches, because the scenarios need different configs and must not disturb each other:
-    LOCAL hits and the miss use LOCAL+REMOTE, the tracked REMOTE hit uses REMOTE only, and the
+    Four caches, because the scenarios need different configs and must not disturb each other:
+    LOCAL hits and the miss use LOCAL+REMOTE, the tracked REMOTE hit uses REMOTE only, the
     misses get their own instance so the tens of thousands of entries they leave behind do not
-    grow the LOCAL map that the hit scenarios read from. All three report metrics (on) into one
-    private registry, so the process-wide default registry is left alone.
+    grow the LOCAL map that the hit scenarios read from, and the tracked LOCAL hit with the
+    invalidation bus off needs a cache built with ``bus=None`` (its bus-on twin lives on the hit
+    cache, whose subscriber is live). All report metrics (on) into one private registry, so the
+    process-wide default registry is left alone.
     """
 
     def __init__(self, redis_url: str, registry: CollectorRegistry) -> None:
@@ -137,6 +153,9 @@ class Subjects:
         self.hit_cache = _cache(_HIT_NAMESPACE, local_and_remote, redis_url, registry)
         self.remote_cache = _cache(_REMOTE_NAMESPACE, remote_only, redis_url, registry)
         self.miss_cache = _cache(_MISS_NAMESPACE, local_and_remote, redis_url, registry)
+        self.bus_off_cache = _cache(
+            _BUS_OFF_NAMESPACE, local_and_remote, redis_url, registry, bus=False
+        )
 
         @self.hit_cache.cached(key_type=KEY_TYPE, id_arg="user_id", use_case=use_cases["async_hit"])
         async def async_hit(user_id: str) -> Profile:
@@ -163,10 +182,34 @@ class Subjects:
             fallbacks["miss"] += 1
             return VALUE
 
+        # The same tracked function twice: the bus-on one's LOCAL hits are served only while
+        # its subscriber proves it is fresh; the bus-off one has no subscriber to ask.
+        @self.hit_cache.cached(
+            key_type=KEY_TYPE,
+            id_arg="user_id",
+            use_case=use_cases["tracked_hit_bus_on"],
+            track_for_invalidation=True,
+        )
+        async def tracked_hit_bus_on(user_id: str) -> Profile:
+            fallbacks["tracked_hit_bus_on"] += 1
+            return VALUE
+
+        @self.bus_off_cache.cached(
+            key_type=KEY_TYPE,
+            id_arg="user_id",
+            use_case=use_cases["tracked_hit_bus_off"],
+            track_for_invalidation=True,
+        )
+        async def tracked_hit_bus_off(user_id: str) -> Profile:
+            fallbacks["tracked_hit_bus_off"] += 1
+            return VALUE
+
         self.async_hit = async_hit
         self.sync_hit = sync_hit
         self.tracked_remote_hit = tracked_remote_hit
         self.miss = miss
+        self.tracked_hit_bus_on = tracked_hit_bus_on
+        self.tracked_hit_bus_off = tracked_hit_bus_off
 
     async def start_bus(self) -> None:
         """Start the hit cache's invalidation-bus subscriber and wait for its first proof of
@@ -194,5 +237,5 @@ class Subjects:
 
     async def aclose(self) -> None:
         """Close every cache's Redis connections and background thread."""
-        for cache in (self.hit_cache, self.remote_cache, self.miss_cache):
+        for cache in (self.hit_cache, self.remote_cache, self.miss_cache, self.bus_off_cache):
             await cache.aclose()

@@ -10,15 +10,41 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
+from .bus_throughput import APPLY, PUBLISH_MANY
+from .propagation import PROPAGATION
 from .runner import RunResult
 
-__all__ = ["LOCAL_HIT_LIMIT_US", "REMOTE_HIT_RATIO_LIMIT", "TargetResult", "evaluate"]
+__all__ = [
+    "APPLY_RATE_LIMIT",
+    "BUS_ON_HIT_RATIO_LIMIT",
+    "LOCAL_HIT_LIMIT_US",
+    "PROPAGATION_P99_RATIO_LIMIT",
+    "PUBLISH_MANY_RATE_LIMIT",
+    "REMOTE_HIT_RATIO_LIMIT",
+    "TargetResult",
+    "evaluate",
+]
 
 LOCAL_HIT_LIMIT_US: Final = 2.0
 """A LOCAL hit, async or sync, costs at most this many microseconds per call."""
 
 REMOTE_HIT_RATIO_LIMIT: Final = 1.15
 """A tracked REMOTE hit costs at most this multiple of a raw redis-py GET of the same value."""
+
+BUS_ON_HIT_RATIO_LIMIT: Final = 1.10
+"""A tracked async LOCAL hit with the bus on costs at most this multiple of the same hit with
+``bus=None``."""
+
+PROPAGATION_P99_RATIO_LIMIT: Final = 2.0
+"""An invalidation stops every other replica's LOCAL layer serving the old value with a p99 at
+most this multiple of a raw PUBLISH's p99 to a plain pub/sub subscriber (per transport)."""
+
+APPLY_RATE_LIMIT: Final = 100_000.0
+"""One subscriber applies at least this many single-entity invalidation events per second."""
+
+PUBLISH_MANY_RATE_LIMIT: Final = 50_000.0
+"""``Publisher.ainvalidate_many`` in batches of 1000 makes at least this many invalidations per
+second."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,19 +56,43 @@ class TargetResult:
     value: float
     limit: float
     unit: str
-    """``"us"`` (microseconds per call) or ``"x"`` (a ratio)."""
-    low: float
-    """Best round."""
-    high: float
-    """Worst round."""
+    """``"us"`` (microseconds per call), ``"x"`` (a ratio) or ``"/s"`` (a rate)."""
+    low: float | None
+    """Smallest value of a round; None when the figure is not made of rounds."""
+    high: float | None
+    """Largest value of a round; None when the figure is not made of rounds."""
+    at_least: bool = False
+    """The limit is a floor (rates), not a ceiling."""
 
     @property
     def met(self) -> bool:
-        return self.value <= self.limit
+        return self.value >= self.limit if self.at_least else self.value <= self.limit
+
+    @property
+    def comparison(self) -> str:
+        return ">=" if self.at_least else "<="
+
+
+def _ratio_target(
+    result: RunResult, scenario: str, name: str, title: str, limit: float
+) -> TargetResult:
+    # Judged on the paired, round-by-round ratio: the two were timed moments apart in each round.
+    ratio = result.versus_baseline(scenario)
+    assert ratio is not None, f"{scenario} has a baseline"
+    return TargetResult(
+        name=name,
+        title=title,
+        value=ratio.median,
+        limit=limit,
+        unit="x",
+        low=ratio.minimum,
+        high=ratio.maximum,
+    )
 
 
 def evaluate(result: RunResult) -> list[TargetResult]:
-    """The three targets, judged on medians over the rounds."""
+    """Every target: per-call ones on medians over the rounds, propagation on p99s, rates on
+    medians over their rounds."""
     targets: list[TargetResult] = []
     for name, title in (
         ("async_local_hit", "async LOCAL hit"),
@@ -60,18 +110,53 @@ def evaluate(result: RunResult) -> list[TargetResult]:
                 high=summary.maximum / 1000,
             )
         )
-    # Judged on the paired, round-by-round ratio: the two were timed moments apart in each round.
-    ratio = result.versus_baseline("tracked_remote_hit")
-    assert ratio is not None, "tracked_remote_hit is compared with raw_redis_get"
     targets.append(
-        TargetResult(
-            name="tracked_remote_hit_vs_raw_get",
-            title="tracked REMOTE hit / raw GET",
-            value=ratio.median,
-            limit=REMOTE_HIT_RATIO_LIMIT,
-            unit="x",
-            low=ratio.minimum,
-            high=ratio.maximum,
+        _ratio_target(
+            result,
+            "tracked_remote_hit",
+            "tracked_remote_hit_vs_raw_get",
+            "tracked REMOTE hit / raw GET",
+            REMOTE_HIT_RATIO_LIMIT,
         )
     )
+    targets.append(
+        _ratio_target(
+            result,
+            "tracked_local_hit_bus_on",
+            "tracked_local_hit_bus_on_vs_off",
+            "tracked LOCAL hit, bus on / off",
+            BUS_ON_HIT_RATIO_LIMIT,
+        )
+    )
+    for transport, scenario in PROPAGATION.items():
+        ratio = result.propagation_p99_ratio(scenario)
+        assert ratio is not None, f"{scenario} has a baseline"
+        targets.append(
+            TargetResult(
+                name=f"{scenario}_p99_vs_raw",
+                title=f"propagation p99 ({transport}) / raw PUBLISH p99",
+                value=ratio,
+                limit=PROPAGATION_P99_RATIO_LIMIT,
+                unit="x",
+                low=None,
+                high=None,
+            )
+        )
+    for scenario, title, limit in (
+        (APPLY, "Subscriber apply rate (events)", APPLY_RATE_LIMIT),
+        (PUBLISH_MANY, "ainvalidate_many rate (invalidations)", PUBLISH_MANY_RATE_LIMIT),
+    ):
+        rates = result.throughput[scenario].summary
+        targets.append(
+            TargetResult(
+                name=f"{scenario}_per_s",
+                title=title,
+                value=rates.median,
+                limit=limit,
+                unit="/s",
+                low=rates.minimum,
+                high=rates.maximum,
+                at_least=True,
+            )
+        )
     return targets

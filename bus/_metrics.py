@@ -71,9 +71,9 @@ class BusMetrics:
         self._ns = namespace
         self.lag = families.lag.labels(namespace)
         self.reconnects = families.reconnects.labels(namespace)
-
-    def event(self, kind: str) -> None:
-        self._f.events.labels(self._ns, kind).inc()
+        # Bound once: the subscriber counts every event it applies.
+        self.invalidate_events = families.events.labels(namespace, "invalidate")
+        self.flush_events = families.events.labels(namespace, "flush")
 
     def gap(self, reason: str) -> None:
         self._f.gaps.labels(self._ns, reason).inc()

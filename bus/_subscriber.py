@@ -142,6 +142,7 @@ class Subscriber:
         self._last_seq: int | None = None
         self._run_id: str | None = None
         self._events = self._gaps = self._reconnects = self._malformed = 0
+        self._newest_sent_at = 0
         self._sessions = 0
 
     # -- what the cache reads -------------------------------------------------------------
@@ -270,6 +271,7 @@ class Subscriber:
             for entry_id, fields in entries:
                 await self._apply(client, fields.get(b"d"))
                 self._last_id = position = entry_id
+            self._observe_lag()
             if len(entries) < self._count:
                 self.fresh_until_ns = sent + self._staleness_ns
                 self.state = SubscriberState.LIVE
@@ -321,6 +323,7 @@ class Subscriber:
                 kind = message["type"]
                 if kind == "message":
                     await self._apply(client, message["data"])
+                    self._observe_lag()
                 elif kind == "pong" and pings:
                     self.fresh_until_ns = pings.popleft() + self._staleness_ns
                     self.state = SubscriberState.LIVE
@@ -351,6 +354,16 @@ class Subscriber:
         self._handler.on_event(event)
         self._events += 1
         if self._metrics is not None:
-            self._metrics.event("flush" if isinstance(event, FlushEvent) else "invalidate")
-            if self._clock is not None and self._clock.synced:
-                self._metrics.lag.observe(max(0, self._clock.now_us() - event.sent_at) / 1e6)
+            if isinstance(event, FlushEvent):
+                self._metrics.flush_events.inc()
+            else:
+                self._metrics.invalidate_events.inc()
+        self._newest_sent_at = event.sent_at
+
+    def _observe_lag(self) -> None:
+        """Propagation lag of the newest event of a batch (once per read, not per event: the
+        histogram would otherwise cost as much as applying the event)."""
+        clock, metrics = self._clock, self._metrics
+        if self._newest_sent_at and metrics is not None and clock is not None and clock.synced:
+            metrics.lag.observe(max(0, clock.now_us() - self._newest_sent_at) / 1e6)
+        self._newest_sent_at = 0

@@ -20,8 +20,21 @@ SCENARIOS = {
     "tracked_remote_hit",
     "raw_redis_get",
     "async_miss",
+    "tracked_local_hit_bus_on",
+    "tracked_local_hit_bus_off",
 }
-TARGETS = {"async_local_hit_us", "sync_local_hit_us", "tracked_remote_hit_vs_raw_get"}
+THROUGHPUT = {"subscriber_apply", "publish_many"}
+PROPAGATION = {"propagation_raw_publish", "propagation_streams", "propagation_pubsub"}
+TARGETS = {
+    "async_local_hit_us",
+    "sync_local_hit_us",
+    "tracked_remote_hit_vs_raw_get",
+    "tracked_local_hit_bus_on_vs_off",
+    "propagation_streams_p99_vs_raw",
+    "propagation_pubsub_p99_vs_raw",
+    "subscriber_apply_per_s",
+    "publish_many_per_s",
+}
 
 
 def test_quick_benchmark_reports_every_scenario(tmp_path: Path) -> None:
@@ -42,6 +55,22 @@ def test_quick_benchmark_reports_every_scenario(tmp_path: Path) -> None:
         assert figures["median_ns"] > 0, name
         assert figures["rounds"] == len(figures["per_round_ns"]) >= 1, name
         assert figures["calls"] > 0, name
+    assert set(document["throughput"]) == THROUGHPUT
+    for name, figures in document["throughput"].items():
+        assert figures["median_per_s"] > 0, name
+        assert figures["per_round"] > 0, name
+        assert figures["rounds"] == len(figures["per_round_per_s"]) >= 1, name
+        assert all(rate > 0 for rate in figures["per_round_per_s"]), name
+    assert set(document["propagation"]) == PROPAGATION
+    plan = document["plan"]
+    for name, figures in document["propagation"].items():
+        assert figures["samples"] == plan["replicas"] * plan["invalidations"] > 0, name
+        assert 0 < figures["p50_ns"] <= figures["p99_ns"] <= figures["max_ns"], name
+        if figures["baseline"] is not None:
+            assert figures["p99_vs_baseline"] > 0, name
     assert set(document["targets"]) == TARGETS
+    for name, target in document["targets"].items():
+        assert target["value"] > 0, name
+        assert target["comparison"] in ("<=", ">="), name
     assert document["machine"]["python_version"]
     assert document["machine"]["cpu_count"] >= 1

@@ -279,7 +279,9 @@ def test_events_reach_the_handler_in_order(
     assert harness.metric("gcache_bus_events_total", type="flush") == flushes
     assert harness.metric("gcache_bus_events_total", type="invalidate") == len(events) - flushes
     assert harness.metric("gcache_bus_gaps_total", reason=FIRST_GAP[transport]) == 1
-    assert harness.metric("gcache_bus_lag_seconds_count") == len(events)
+    # Lag is observed once per read (the newest event of each batch): at least once, at most
+    # once per event.
+    assert 1 <= harness.metric("gcache_bus_lag_seconds_count") <= len(events)
     assert harness.metric("gcache_bus_reconnects_total") == 0
 
     harness.stop()
