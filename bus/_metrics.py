@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import threading
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
 
-__all__ = ["BusMetrics"]
+__all__ = ["BusMetrics", "shared_families"]
 
 _LAG_BUCKETS = (
     1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
@@ -49,10 +51,29 @@ def _create(prefix: str, registry: CollectorRegistry) -> _Families:
     )  # fmt: skip
 
 
-_shared: weakref.WeakKeyDictionary[CollectorRegistry, dict[str, _Families]] = (
+F = TypeVar("F")
+_shared: weakref.WeakKeyDictionary[CollectorRegistry, dict[tuple[str, str], object]] = (
     weakref.WeakKeyDictionary()
 )
 _shared_lock = threading.Lock()
+
+
+def shared_families(
+    registry: CollectorRegistry | None,
+    kind: str,
+    prefix: str,
+    create: Callable[[str, CollectorRegistry], F],
+) -> F:
+    """The metric families ``create(prefix, registry)`` made, once per ``(registry, kind,
+    prefix)``: a second cache or subscriber in the process reports into the same series instead
+    of failing on duplicate registration. ``None`` is prometheus_client's default registry."""
+    registry = REGISTRY if registry is None else registry
+    with _shared_lock:
+        by_key = _shared.setdefault(registry, {})
+        families = by_key.get((kind, prefix))
+        if families is None:
+            families = by_key[(kind, prefix)] = create(prefix, registry)
+    return families  # type: ignore[return-value]  # stored under its kind by this function
 
 
 class BusMetrics:
@@ -61,12 +82,7 @@ class BusMetrics:
     def __init__(
         self, namespace: str, *, prefix: str = "", registry: CollectorRegistry | None = None
     ) -> None:
-        registry = REGISTRY if registry is None else registry
-        with _shared_lock:
-            by_prefix = _shared.setdefault(registry, {})
-            families = by_prefix.get(prefix)
-            if families is None:
-                families = by_prefix[prefix] = _create(prefix, registry)
+        families = shared_families(registry, "bus", prefix, _create)
         self._f = families
         self._ns = namespace
         self.lag = families.lag.labels(namespace)

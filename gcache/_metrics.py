@@ -12,11 +12,11 @@ same prefix, reports into the same series instead of failing on duplicate regist
 
 from __future__ import annotations
 
-import threading
-import weakref
 from dataclasses import dataclass
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+from bus._metrics import shared_families
 
 from ._fast_counter import FastCounter
 
@@ -74,23 +74,11 @@ def _create(prefix: str, registry: CollectorRegistry) -> _Families:
     )  # fmt: skip
 
 
-_shared: weakref.WeakKeyDictionary[CollectorRegistry, dict[str, _Families]] = (
-    weakref.WeakKeyDictionary()
-)
-_shared_lock = threading.Lock()
-
-
 class Metrics:
     """The metric families of one GCache."""
 
     def __init__(self, prefix: str = "", registry: CollectorRegistry | None = None) -> None:
-        registry = REGISTRY if registry is None else registry
-        with _shared_lock:
-            by_prefix = _shared.setdefault(registry, {})
-            families = by_prefix.get(prefix)
-            if families is None:
-                families = by_prefix[prefix] = _create(prefix, registry)
-        self.families = families
+        self.families = shared_families(registry, "cache", prefix, _create)
 
     def bind(self, use_case: str, key_type: str) -> FunctionMetrics:
         return FunctionMetrics(self.families, use_case, key_type)

@@ -6,13 +6,14 @@ Everything here talks to the private servers of the fixtures; nothing is mocked.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import threading
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import redis
 
-from gcache import GCache
+from gcache import GCache, RedisConfig
 from gcache._codec import DecodeError, computed_at_of
 from integration.redis_server import wait_until
 from tests.metric_values import metric
@@ -150,3 +151,40 @@ def command_calls(client: redis.Redis, command: str) -> int:
     """How many times the server ran ``command`` (``INFO commandstats``)."""
     stats = client.info("commandstats")
     return int(stats.get(f"cmdstat_{command}", {}).get("calls", 0))
+
+
+def patient(redis_url: str) -> dict[str, Any]:
+    """Generous Redis timeouts: a slow command on a busy machine must not fail open (by design)
+    and change the counts the test expects."""
+    return {
+        "redis_config": RedisConfig(url=redis_url, socket_timeout=10, socket_connect_timeout=10),
+        "remote_write_budget_sec": 30,
+    }
+
+
+def settle(cache: GCache) -> None:
+    """Wait until the cache's bus subscriber is live.
+
+    The subscriber starts on first use and, when it connects, flushes the LOCAL layer (a "start"
+    gap), racing with the first calls; tests that count LOCAL hits wait for it. A tracked LOCAL
+    hit is served only while the subscriber is live, so one proves it."""
+    registry = cache.config.metrics_registry
+    assert registry is not None
+    counter = itertools.count()
+
+    @cache.cached(key_type="warmup", id_arg="i", use_case="settle", track_for_invalidation=True)
+    def warm(i: int) -> int:
+        return i
+
+    def remote_lookups() -> float:
+        return metric(registry, "gcache_request_counter_total", use_case="settle", layer="remote")
+
+    def live() -> bool:
+        i = next(counter)
+        with cache.enable():
+            warm(i)
+            before = remote_lookups()
+            warm(i)
+            return remote_lookups() == before  # served from LOCAL
+
+    wait_until(live, timeout=30, message="the bus subscriber is live")

@@ -6,7 +6,6 @@ TTLs are driven by a fake timer (``GCacheConfig(timer=...)``); nothing here slee
 from __future__ import annotations
 
 import asyncio
-import itertools
 import pickle
 import sys
 import threading
@@ -23,6 +22,7 @@ from gcache._local import ENTRY_OVERHEAD
 from integration.redis_server import wait_until
 from tests.metric_values import metric
 from tests.providers import LOCAL_ONLY, constant, layers
+from tests.remote_helpers import settle
 
 
 class FakeTimer:
@@ -50,34 +50,6 @@ class Recorder:
     def __call__(self, key: Any) -> None:
         with self._lock:
             self.calls.append(key)
-
-
-def settle(cache: GCache) -> None:
-    """Wait until the cache's bus subscriber is live.
-
-    The subscriber starts on first use and, when it connects, flushes the LOCAL layer (a "start"
-    gap), racing with the first calls; tests that count LOCAL hits wait for it. A tracked LOCAL
-    hit is served only while the subscriber is live, so one proves it."""
-    registry = cache.config.metrics_registry
-    assert registry is not None
-    counter = itertools.count()
-
-    @cache.cached(key_type="warmup", id_arg="i", use_case="settle", track_for_invalidation=True)
-    def warm(i: int) -> int:
-        return i
-
-    def remote_lookups() -> float:
-        return metric(registry, "gcache_request_counter_total", use_case="settle", layer="remote")
-
-    def live() -> bool:
-        i = next(counter)
-        with cache.enable():
-            warm(i)
-            before = remote_lookups()
-            warm(i)
-            return remote_lookups() == before  # served from LOCAL
-
-    wait_until(live, timeout=30, message="the bus subscriber is live")
 
 
 def disabled(registry: CollectorRegistry, use_case: str, reason: str, layer: str) -> float:

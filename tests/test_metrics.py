@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import itertools
 from collections.abc import Callable
 from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from gcache import GCache, GCacheConfig, RedisConfig
-from integration.redis_server import wait_until
+from gcache import GCache, GCacheConfig
 from tests.metric_values import metric
 from tests.providers import BOTH, LOCAL_ONLY, constant
+from tests.remote_helpers import patient, settle
 
 COUNTERS = {
     "gcache_request_counter",
@@ -33,43 +32,6 @@ BASE_LABELS = {"use_case", "key_type", "layer"}
 
 def families(registry: CollectorRegistry) -> dict[str, Any]:
     return {family.name: family for family in registry.collect()}
-
-
-def patient(redis_url: str) -> dict[str, Any]:
-    """Generous Redis timeouts: a slow command on a busy machine must not fail open (by design)
-    and change the counts the test expects."""
-    return {
-        "redis_config": RedisConfig(url=redis_url, socket_timeout=10, socket_connect_timeout=10),
-        "remote_write_budget_sec": 30,
-    }
-
-
-def settle(cache: GCache) -> None:
-    """Wait until the cache's bus subscriber is live.
-
-    The subscriber starts on first use and, when it connects, flushes the LOCAL layer (a "start"
-    gap), racing with the first calls; tests that count LOCAL hits wait for it. A tracked LOCAL
-    hit is served only while the subscriber is live, so one proves it."""
-    registry = cache.config.metrics_registry
-    assert registry is not None
-    counter = itertools.count()
-
-    @cache.cached(key_type="warmup", id_arg="i", use_case="settle", track_for_invalidation=True)
-    def warm(i: int) -> int:
-        return i
-
-    def remote_lookups() -> float:
-        return metric(registry, "gcache_request_counter_total", use_case="settle", layer="remote")
-
-    def live() -> bool:
-        i = next(counter)
-        with cache.enable():
-            warm(i)
-            before = remote_lookups()
-            warm(i)
-            return remote_lookups() == before  # served from LOCAL
-
-    wait_until(live, timeout=30, message="the bus subscriber is live")
 
 
 def miss_then_hit(cache: GCache, use_case: str | None = "Profile") -> Callable[..., Any]:

@@ -4,7 +4,6 @@ thread goes through ONE background loop thread per cache, started only when need
 from __future__ import annotations
 
 import asyncio
-import itertools
 import threading
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
@@ -12,49 +11,11 @@ from typing import Any
 import pytest
 import redis
 
-from gcache import GCache, RedisConfig
-from integration.redis_server import wait_until
-from tests.metric_values import metric
+from gcache import GCache
 from tests.providers import BOTH, LOCAL_ONLY, constant
+from tests.remote_helpers import patient, settle
 
 JOIN_TIMEOUT = 30.0
-
-
-def patient(redis_url: str) -> dict[str, Any]:
-    """Config fields with generous Redis timeouts: on a busy machine a slow command must not
-    fail open (by design) and make the test's counts wrong."""
-    return {
-        "redis_config": RedisConfig(url=redis_url, socket_timeout=10, socket_connect_timeout=10),
-        "remote_write_budget_sec": 30,
-    }
-
-
-def settle(cache: GCache) -> None:
-    """Wait until the cache's bus subscriber is live.
-
-    The subscriber starts on first use and, when it connects, flushes the LOCAL layer (a "start"
-    gap), racing with the first calls; tests that count LOCAL hits wait for it. A tracked LOCAL
-    hit is served only while the subscriber is live, so one proves it."""
-    registry = cache.config.metrics_registry
-    assert registry is not None
-    counter = itertools.count()
-
-    @cache.cached(key_type="warmup", id_arg="i", use_case="settle", track_for_invalidation=True)
-    def warm(i: int) -> int:
-        return i
-
-    def remote_lookups() -> float:
-        return metric(registry, "gcache_request_counter_total", use_case="settle", layer="remote")
-
-    def live() -> bool:
-        i = next(counter)
-        with cache.enable():
-            warm(i)
-            before = remote_lookups()
-            warm(i)
-            return remote_lookups() == before  # served from LOCAL
-
-    wait_until(live, timeout=30, message="the bus subscriber is live")
 
 
 def loop_threads(namespace: str) -> list[threading.Thread]:
