@@ -27,8 +27,9 @@ is ``t + max_staleness``.
 
 * Streams: an ``XREAD`` from our last id, sent at ``t``, returns every entry appended before the
   server ran it (after ``t``), up to COUNT. A reply with fewer than COUNT entries therefore
-  proves ``t`` once its entries are applied. ``BLOCK`` makes an idle stream answer every
-  ``block_ms`` (a quarter of the bound), which keeps renewing the proof.
+  proves ``t`` once its entries are applied. On an idle stream the blocking read answers only
+  on Redis' cron tick, so every ``block_ms`` (a quarter of the bound) a second connection asks
+  for the newest entry: sent at ``t``, an answer no newer than what we applied proves ``t``.
 * Pub/sub: a ``PING`` sent at ``t`` on the subscribed connection is answered after every message
   published before it reached the server, in order; its ``PONG`` proves ``t``.
 
@@ -38,7 +39,9 @@ let it pass, and the cache then bypasses LOCAL hits of tracked entries until a n
 
 from __future__ import annotations
 
+import asyncio
 import collections
+import contextlib
 import enum
 import time
 from collections.abc import Awaitable, Callable
@@ -259,7 +262,16 @@ class Subscriber:
                     self._last_seq = None
                     await self._gap(client, lost)
         self.state = SubscriberState.CATCHING_UP
-        position: bytes = self._last_id
+        prober = asyncio.get_running_loop().create_task(self._prove_idle(client))
+        try:
+            await self._read_stream(client)
+        finally:
+            prober.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await prober
+
+    async def _read_stream(self, client: Redis) -> None:
+        position: bytes = self._last_id  # type: ignore[assignment]  # set by _follow_stream
         while True:
             sent = time.monotonic_ns()
             with anyio.fail_after(self._read_timeout):
@@ -273,8 +285,39 @@ class Subscriber:
                 self._last_id = position = entry_id
             self._observe_lag()
             if len(entries) < self._count:
-                self.fresh_until_ns = sent + self._staleness_ns
-                self.state = SubscriberState.LIVE
+                self._renew(sent)
+
+    async def _prove_idle(self, client: Redis) -> None:
+        """Renew the proof while the stream is idle.
+
+        Redis ends a ``BLOCK`` that ran out only on its cron tick (every 100 ms at the default
+        ``hz``), so an idle blocking read answers up to a tick late: too late for a bound of a
+        few hundred milliseconds. Every ``block_ms`` this asks, on another connection of the
+        pool, for the newest entry: if it is one we have applied, everything sent before the
+        question has been applied. Errors are the blocking reader's business; this just waits
+        for the next turn."""
+        interval = self._block_ms / 1000
+        while True:
+            await anyio.sleep(interval)
+            applied = self._last_id
+            sent = time.monotonic_ns()
+            try:
+                with anyio.fail_after(self._read_timeout):
+                    newest: Any = await client.xrevrange(self._key, count=1)
+            except _RETRYABLE:
+                continue
+            if self.state is SubscriberState.CONNECTING or applied is None:
+                continue
+            newest_id = newest[0][0] if newest else b"0-0"
+            if _stream_id(newest_id) <= _stream_id(applied):
+                self._renew(sent)
+
+    def _renew(self, sent_ns: int) -> None:
+        """Everything published before ``sent_ns`` is applied (see the module docstring)."""
+        deadline = sent_ns + self._staleness_ns
+        if deadline > self.fresh_until_ns:
+            self.fresh_until_ns = deadline
+        self.state = SubscriberState.LIVE
 
     async def _lost_since(self, client: Redis, last_id: bytes) -> str | None:
         """The gap reason if events were published after ``last_id`` that the stream no longer
@@ -325,8 +368,7 @@ class Subscriber:
                     await self._apply(client, message["data"])
                     self._observe_lag()
                 elif kind == "pong" and pings:
-                    self.fresh_until_ns = pings.popleft() + self._staleness_ns
-                    self.state = SubscriberState.LIVE
+                    self._renew(pings.popleft())
         finally:
             with anyio.CancelScope(shield=True):
                 await pubsub.aclose()  # type: ignore[no-untyped-call]
@@ -367,3 +409,8 @@ class Subscriber:
         if self._newest_sent_at and metrics is not None and clock is not None and clock.synced:
             metrics.lag.observe(max(0, clock.now_us() - self._newest_sent_at) / 1e6)
         self._newest_sent_at = 0
+
+
+def _stream_id(raw: bytes) -> tuple[int, int]:
+    milliseconds, _, sequence = raw.partition(b"-")
+    return int(milliseconds), int(sequence or 0)

@@ -24,12 +24,15 @@ call whatever fails around it.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import time
 import types
 from collections.abc import Awaitable, Callable, Hashable
 from random import random
 from typing import TYPE_CHECKING, Any
+
+import anyio
 
 from bus._retry import retry_async
 
@@ -55,13 +58,14 @@ _NO_LAYERS = (0.0, 0.0)
 class _Fill:
     """What the I/O before the function call found out."""
 
-    __slots__ = ("computed_at", "raw", "read_at", "remote_key", "watermark_key")
+    __slots__ = ("computed_at", "io_spent", "raw", "read_at", "remote_key", "watermark_key")
 
     def __init__(self, remote_key: str | None, watermark_key: str | None) -> None:
         self.remote_key = remote_key
         self.watermark_key = watermark_key
         self.raw: bytes | None = None  # only ever a value newer than its watermarks
         self.read_at: int | None = None  # cache time just before the REMOTE read
+        self.io_spent = 0.0  # seconds of Redis I/O so far: a call's I/O shares one budget
         self.computed_at: int | None = None
 
 
@@ -216,6 +220,7 @@ class Runner:
         if remote is None:
             fill.computed_at = self.cache._clock.now_us()
             return
+        io_started = _perf()
         if remote.clock.due():
             try:
                 await remote.sync_clock()
@@ -235,6 +240,7 @@ class Runner:
             metrics.request_remote()
             if fill.raw is None:
                 metrics.miss_remote()
+        fill.io_spent = _perf() - io_started
         if remote.clock.synced:
             fill.computed_at = remote.clock.now_us()
 
@@ -243,23 +249,33 @@ class Runner:
         kept in the LOCAL layer either). Redis failures count as True: fail open."""
         remote = self.remote
         assert remote is not None and fill.remote_key is not None
+        # One budget for all of a call's Redis I/O (DESIGN §6: a slow Redis costs a caller at
+        # most the timeout plus the function's own time): the write gets what the read left.
+        remaining = remote.io_budget - fill.io_spent
+        if remaining <= 0:
+            self.metrics.disabled("remote", "redis_slow")
+            return True
         encoded = encode(payload, computed_at)
         config = self.cache.config
-        try:
-            result = await retry_async(
-                lambda: remote.put(
-                    fill.remote_key,  # type: ignore[arg-type]
-                    fill.watermark_key,
-                    encoded,
-                    computed_at=computed_at,
-                    ttl_ms=max(1, int(ttl * 1000)),
-                ),
-                attempts=config.remote_write_attempts,
-                budget=config.remote_write_budget_sec,
-                retry_on=RemoteError,
-            )
-        except RemoteError as exc:
-            self.failed("remote", exc.kind, exc)
+        with anyio.move_on_after(remaining) as deadline:
+            try:
+                result = await retry_async(
+                    lambda: remote.put(
+                        fill.remote_key,  # type: ignore[arg-type]
+                        fill.watermark_key,
+                        encoded,
+                        computed_at=computed_at,
+                        ttl_ms=max(1, int(ttl * 1000)),
+                    ),
+                    attempts=config.remote_write_attempts,
+                    budget=min(config.remote_write_budget_sec, remaining),
+                    retry_on=RemoteError,
+                )
+            except RemoteError as exc:
+                self.failed("remote", exc.kind, exc)
+                return True
+        if deadline.cancelled_caught:
+            self.failed("remote", "timeout", None)
             return True
         if result == WriteResult.TOO_OLD:
             self.metrics.disabled("all", "fallback_too_slow")
@@ -276,6 +292,22 @@ class Runner:
             self.metrics.disabled("all", "clock_unsynced")
             return None
         return self.prepare(value)
+
+
+def _cancel_requests(task: asyncio.Task[Any] | None) -> int:
+    return task.cancelling() if task is not None and hasattr(task, "cancelling") else 0
+
+
+def _honour_lost_cancel(task: asyncio.Task[Any] | None, before: int) -> None:
+    """Raise the CancelledError that redis-py may have swallowed.
+
+    With a socket timeout, redis-py writes through ``asyncio.wait_for``, which on Python < 3.12
+    returns the result instead of raising when the cancellation lands as the write completes
+    (CPython gh-86296). ``Task.cancelling()`` still counts the request (3.11+; on 3.10 the guard
+    is a no-op), so a call cancelled during its Redis I/O ends cancelled, as its caller expects.
+    """
+    if task is not None and hasattr(task, "cancelling") and task.cancelling() > before:
+        raise asyncio.CancelledError
 
 
 def _internal_error(runner: Runner, exc: Exception) -> None:
@@ -298,12 +330,15 @@ def wrap_async(runner: Runner, func: Callable[..., Awaitable[Any]]) -> Callable[
         kwargs: dict[str, Any],
     ) -> Any:
         fill = runner.new_fill(key, remote_ttl)
+        task = asyncio.current_task()
+        cancels = _cancel_requests(task)
         try:
             await runner.before_call(fill)
             value = runner.accept_remote(key, fill, local_ttl)
         except Exception as exc:
             _internal_error(runner, exc)
             value = MISS
+        _honour_lost_cancel(task, cancels)
         if value is not MISS:
             return value
         started = _perf()
@@ -313,9 +348,11 @@ def wrap_async(runner: Runner, func: Callable[..., Awaitable[Any]]) -> Callable[
             payload = runner.payload_for(fill, value)
             if payload is not None:
                 computed_at: int = fill.computed_at  # type: ignore[assignment]
+                cancels = _cancel_requests(task)
                 keep = fill.remote_key is None or await runner.write_remote(
                     fill, payload, computed_at, remote_ttl
                 )
+                _honour_lost_cancel(task, cancels)
                 if keep and local_ttl:
                     runner.store_local(key, value, payload, computed_at)
         except Exception as exc:

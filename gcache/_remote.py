@@ -24,9 +24,9 @@ from bus._names import flush_key
 from bus._scripts import Script
 from bus._topic import Topic
 
-from ._config import BusConfig, GCacheConfig
+from ._config import DEFAULT_SOCKET_TIMEOUT, BusConfig, GCacheConfig
 from ._exceptions import GCacheError
-from ._scripts import READ, WRITE
+from ._scripts import CLOCK, READ, WRITE
 
 __all__ = ["RemoteError", "RemoteStore"]
 
@@ -78,6 +78,12 @@ class RemoteStore:
             weakref.WeakKeyDictionary()
         )
         self._max_age_us = int(config.watermark_ttl_sec * 1_000_000)
+        # What Redis may add to one cached call, all its round trips together (DESIGN §6).
+        self.io_budget = (
+            config.redis_config.socket_timeout
+            if config.redis_config is not None
+            else DEFAULT_SOCKET_TIMEOUT
+        )
 
     # -- clients --------------------------------------------------------------------------
 
@@ -131,11 +137,10 @@ class RemoteStore:
         """Take a ``TIME`` sample if the clock needs one."""
         if not self.clock.due():
             return
-        client = self.client()
         t0 = time.monotonic_ns()
-        seconds, micros = await self._call("time", client.time())
+        seconds, micros = await self._script(CLOCK, [self.flush_key], [])
         t1 = time.monotonic_ns()
-        self.clock.observe(t0, seconds * 1_000_000 + micros, t1)
+        self.clock.observe(t0, int(seconds) * 1_000_000 + int(micros), t1)
 
     async def get(self, key: str, watermark_key: str | None) -> bytes | None:
         """The stored bytes if they were computed after the entity's and the namespace's

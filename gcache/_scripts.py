@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from bus._scripts import Script
 
-__all__ = ["READ", "WRITE", "WriteResult"]
+__all__ = ["CLOCK", "READ", "WRITE", "WriteResult"]
 
 
 class WriteResult:
@@ -37,7 +37,13 @@ local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local ca = tonumber(ARGV[1])
 if now - ca > tonumber(ARGV[4]) then return 3 end
 local f = redis.call('GET', KEYS[2])
-if f and ca <= tonumber(f) then return 0 end
+if not f then
+  -- No flush watermark: a new namespace, or Redis lost its data (restarted empty), and with it
+  -- every entity watermark. Nothing computed before now can be shown valid: start F at now.
+  redis.call('SET', KEYS[2], string.format('%.0f', now))
+  f = now
+end
+if ca <= tonumber(f) then return 0 end
 local w = false
 if #KEYS > 2 then
   w = redis.call('GET', KEYS[3])
@@ -81,5 +87,19 @@ if #KEYS > 2 then
   if w and ca <= tonumber(w) then return false end
 end
 return v
+""",
+)
+
+CLOCK = Script(
+    "clock",
+    """
+-- KEYS[1] flush watermark. Returns TIME; creates the flush watermark (just below it) if absent.
+-- Every process takes this sample before it stamps its first computed_at, so a new namespace
+-- has a flush watermark before any value exists, and WRITE's "missing F" case means only one
+-- thing: Redis lost its data (and with it the entity watermarks).
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+redis.call('SET', KEYS[1], string.format('%.0f', now - 1), 'NX')
+return t
 """,
 )

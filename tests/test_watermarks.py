@@ -77,10 +77,15 @@ def put(
     payload: object = None,
     ttl_ms: int = 600_000,
 ) -> int:
-    """Conditional write of ``payload`` stamped ``computed_at``; returns the WriteResult code."""
+    """Conditional write of ``payload`` stamped ``computed_at``; returns the WriteResult code.
+
+    Like every process before its first write, it first makes sure the namespace has a flush
+    watermark (the clock sync creates it); the write script treats a missing one as data loss.
+    """
     encoded = encode(serialize(payload if payload is not None else computed_at), computed_at)
     remote = cache._remote
     assert remote is not None
+    on_background(cache, lambda: remote.client().set(f"{NS}:flush", 0, nx=True))
     watermark = None if tracked is None else wkey(tracked)
     return on_background(
         cache,
@@ -547,7 +552,8 @@ def test_watermark_rule_property(
 ) -> None:
     cache = property_cache  # fixtures are set up once for all the examples
     keys = {"a": vkey("1", "a"), "b": vkey("1", "b")}
-    client.delete(*keys.values(), wkey("1"), f"{NS}:flush")  # reset between examples
+    client.delete(*keys.values(), wkey("1"))  # reset between examples
+    client.set(f"{NS}:flush", 0)
 
     base = redis_time_us(client)
     entity_w = 0  # highest watermark returned so far
@@ -661,3 +667,26 @@ def test_watermarks_are_stamped_with_redis_time(
     flushed = flush(cache)
     after = redis_time_us(client)
     assert before <= flushed <= after
+
+
+def test_a_write_after_redis_lost_its_data_refuses_older_values(
+    make_cache: Callable[..., GCache], redis_url: str, client: redis.Redis
+) -> None:
+    """Redis restarted empty: the entity watermarks of invalidations acknowledged before are
+    gone. A write (say, retried across the restart) of a value computed before the loss must
+    not land: with no flush watermark the script starts one at its own time."""
+    cache = replica(make_cache, redis_url)
+    computed_before_loss = redis_time_us(client) - 1000
+    client.delete(f"{NS}:flush")  # what an empty restart leaves: no F, no W
+    remote = cache._remote
+    assert remote is not None
+    encoded = encode(serialize("stale"), computed_before_loss)
+    result = on_background(
+        cache,
+        lambda: remote.put(
+            vkey(), wkey(), encoded, computed_at=computed_before_loss, ttl_ms=600_000
+        ),
+    )
+    assert result == WriteResult.STALE
+    assert int(client.get(f"{NS}:flush")) > computed_before_loss
+    assert client.get(vkey()) is None
