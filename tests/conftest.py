@@ -87,3 +87,17 @@ def make_cache(registry: CollectorRegistry) -> Iterator[Callable[..., GCache]]:
     yield make
     for cache in caches:
         cache.close()
+
+
+@pytest.fixture
+def replicas() -> Iterator[Any]:
+    """Starts replica processes (``tests.replica_process``) for the multi-process bus tests:
+    ``replicas.start(["a", "b"], cache_url=..., truth_url=..., **spec_fields)``. Every one is
+    resumed (if a test froze it), stopped and reaped at teardown."""
+    from tests.replica_process import Fleet
+
+    fleet = Fleet()
+    try:
+        yield fleet
+    finally:
+        fleet.stop_all()
