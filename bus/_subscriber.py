@@ -56,6 +56,7 @@ from tenacity import AsyncRetrying, retry_if_exception_type, wait_random_exponen
 from ._clock import RedisClock
 from ._metrics import BusMetrics
 from ._names import bus_key, seq_key
+from ._scripts import DRAIN
 from ._topic import Transport
 from ._wire import Event, FlushEvent, UnknownEvent, WireError, decode
 
@@ -275,17 +276,27 @@ class Subscriber:
         while True:
             sent = time.monotonic_ns()
             with anyio.fail_after(self._read_timeout):
+                # COUNT 1: a wake-up. What follows the first entry comes in bulk (_drain).
                 reply: Any = await client.xread(
-                    {self._key: position}, count=self._count, block=self._block_ms
+                    {self._key: position}, count=1, block=self._block_ms
                 )
-            # RESP2 reply: [[stream, [(id, {field: value}), ...]]], or None when BLOCK ran out.
-            entries: list[tuple[bytes, dict[bytes, bytes]]] = reply[0][1] if reply else []
-            for entry_id, fields in entries:
+            # RESP2 reply: [[stream, [(id, {field: value})]]], or None when BLOCK ran out.
+            if reply:
+                [(entry_id, fields)] = reply[0][1]
                 await self._apply(client, fields.get(b"d"))
                 self._last_id = position = entry_id
-            self._observe_lag()
-            if len(entries) < self._count:
-                self._renew(sent)
+                while True:
+                    with anyio.fail_after(self._read_timeout):
+                        batch = await DRAIN.run(client, [self._key], [position, self._count])
+                    applied = 0
+                    for entry_id, payload in _drained(batch):
+                        await self._apply(client, payload)
+                        self._last_id = position = entry_id
+                        applied += 1
+                    if applied < self._count:
+                        break  # the drain ran after `sent` and saw the end: proof of `sent`
+                self._observe_lag()
+            self._renew(sent)
 
     async def _prove_idle(self, client: Redis) -> None:
         """Renew the proof while the stream is idle.
@@ -414,3 +425,18 @@ class Subscriber:
 def _stream_id(raw: bytes) -> tuple[int, int]:
     milliseconds, _, sequence = raw.partition(b"-")
     return int(milliseconds), int(sequence or 0)
+
+
+def _drained(batch: bytes) -> list[tuple[bytes, bytes]]:
+    """Split a DRAIN reply (``<id> <length>\\n<payload>`` repeated) into ``(id, payload)``."""
+    entries = []
+    at = 0
+    end = len(batch)
+    while at < end:
+        space = batch.index(b" ", at)
+        newline = batch.index(b"\n", space)
+        start = newline + 1
+        stop = start + int(batch[space + 1 : newline])
+        entries.append((batch[at:space], batch[start:stop]))
+        at = stop
+    return entries
