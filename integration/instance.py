@@ -95,6 +95,8 @@ class InstanceSpec:
     control_port: int
     authkey: bytes
     log_path: str
+    metrics_host: str = "127.0.0.1"
+    """Where ``/metrics`` listens (``0.0.0.0`` in a container, for Prometheus)."""
 
 
 class _Tap:
@@ -325,7 +327,9 @@ class _Instance:
             ("slot", "incarnation", "pid"),
             registry=self.registry,
         ).labels(str(spec.slot), str(spec.incarnation), str(os.getpid())).set(1)
-        server, _ = start_http_server(spec.metrics_port, addr="127.0.0.1", registry=self.registry)
+        server, _ = start_http_server(
+            spec.metrics_port, addr=spec.metrics_host, registry=self.registry
+        )
         control = ControlServer(spec.control_port, spec.authkey, self._on_command)
         tap = Subscriber(
             lambda: _bus_client(spec.redis_url, f"{self.config.client_name}-tap"),

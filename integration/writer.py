@@ -100,8 +100,9 @@ class _Writer:
     def write_once(self) -> None:
         entity = self.sampler.sample()
         bump = self.truth.bump(entity)
-        use_instance = self.rng.random() < self.config.via_instance
-        slot = self.rng.randrange(len(self.instances))
+        # Standalone (``python -m integration.roles writer``) a writer knows no instance.
+        use_instance = self.rng.random() < self.config.via_instance and bool(self.instances)
+        slot = self.rng.randrange(len(self.instances)) if self.instances else 0
         failures: list[str] = []
         first_start: int | None = None
         ack: int | None = None

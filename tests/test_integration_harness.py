@@ -53,6 +53,7 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         "--faults", "all",
         "--seed", "3",
         "--json", str(out),
+        "--html", str(out.with_suffix(".html")),
     ]  # fmt: skip
     started = time.monotonic()
     result = subprocess.run(
@@ -64,6 +65,8 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     data["_exit"] = result.returncode
     data["_stdout"] = result.stdout
     data["_elapsed"] = elapsed
+    html_path = out.with_suffix(".html")
+    data["_html"] = html_path.read_text(encoding="utf-8") if html_path.exists() else ""
     return data
 
 
@@ -127,6 +130,14 @@ def test_every_instance_stopped_cleanly_and_the_probes_ran(report: dict[str, Any
     # Whether cancellations are honoured is reported (an "expectation"), not asserted here.
     assert sum(report["cancel_probes"].values()) > 0
     assert _verdict(report, "cancelled inside a cached call")["kind"] == "expectation"
+
+
+@pytest.mark.slow
+def test_html_report_of_the_run(report: dict[str, Any]) -> None:
+    from tests.test_integration_html import check_html
+
+    assert report["_html"], "no HTML report written"
+    check_html(report["_html"], [kind for kind, _, _ in report["fault_windows_s"]])
 
 
 @pytest.mark.slow
