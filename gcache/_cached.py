@@ -9,17 +9,18 @@ thread. The flow is therefore written once; the two wrappers only differ in how 
 Read path of one call::
 
     enabled? ─no─► function
-    key, config, ramp ─► LOCAL hit? ─yes─► value
+    key, config, ramp ─► LOCAL hit? ─yes─► value   (tracked: only while the bus is fresh)
                           │ no
                           ▼  single-flight per key (one function call per process)
-                    REMOTE hit and newer than its watermarks? ─yes─► store LOCAL, value
+                    REMOTE hit? (the read script returns only values newer than their
+                          │      watermarks) ─yes─► store LOCAL, value
                           │ no
                     computed_at = cache time now; value = function()
-                    store LOCAL and REMOTE, both conditional on the watermarks
+                    REMOTE write (conditional script); LOCAL store unless the script refused
 
 Nothing below raises into the caller except the function's own exceptions: every cache failure
 is counted, logged once per burst and bypassed (fail open). The function runs exactly once per
-call whatever fails around it.
+call whatever fails around it, and all of a call's Redis round trips share one time budget.
 """
 
 from __future__ import annotations
