@@ -134,6 +134,7 @@ def render(result: RunResult, targets: Sequence[TargetResult], machine: Machine)
             _scenario_rows(result),
             right={1, 2, 3, 4},
         ),
+        *(f"skipped: {s.title}: {s.reason}" for s in result.skipped),
         "",
         *_bus_lines(result),
         "",
@@ -241,6 +242,7 @@ def to_json(
         "machine": machine.as_dict(),
         "value_bytes": result.value_bytes,
         "scenarios": scenarios,
+        "skipped": {s.name: {"title": s.title, "reason": s.reason} for s in result.skipped},
         "throughput": throughput,
         "propagation": propagation,
         "targets": {

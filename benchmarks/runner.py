@@ -9,6 +9,9 @@ every scenario alike instead of on whichever happened to run at the time. The st
 also rotates from round to round, so none is always the one that runs right after the Redis-heavy
 miss, or first after a pause.
 
+Peer libraries' hits (:mod:`.peers`), when installed, are per-call scenarios like any other,
+in the same rounds; those not installed are listed as skipped.
+
 The bus scenarios come after, each with its own alternation (see :mod:`.bus_throughput` and
 :mod:`.propagation`): they load the machine differently (a catch-up of many events, several
 processes), and must not run while a per-call round is being timed.
@@ -24,6 +27,7 @@ from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
 from .bus_throughput import RateResult, measure_throughput
+from .peers import PeerScenarios, Skipped, prepare_peer_scenarios
 from .plan import Plan
 from .propagation import LatencyResult, measure_propagation
 from .scenarios import RAW_KEY, Scenario, prepare_scenarios
@@ -63,6 +67,8 @@ class RunResult:
     """The bus-throughput scenarios, by name, in table order."""
     propagation: dict[str, LatencyResult]
     """The propagation scenarios, by name, the raw baseline first."""
+    skipped: tuple[Skipped, ...] = ()
+    """Per-call scenarios that did not run (peer libraries that are not installed)."""
 
     def versus_baseline(self, name: str) -> Summary | None:
         """Scenario ``name`` divided by its baseline, round by round (see
@@ -98,8 +104,13 @@ async def run(plan: Plan, redis_url: str, progress: Callable[[str], None]) -> Ru
     # One long-lived worker is the "plain thread" of the sync scenarios: created once, so no
     # round pays for starting a thread, and always the same one, like a sync web worker.
     sync_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bench-sync")
+    peers: PeerScenarios | None = None
     try:
         scenarios = await prepare_scenarios(subjects, raw, sync_thread)
+        peers = await prepare_peer_scenarios(redis_url)
+        for skipped in peers.skipped:
+            progress(f"skipping {skipped.title}: {skipped.reason}")
+        scenarios.extend(peers.scenarios)
         progress("warming up")
         for scenario in scenarios:
             await scenario.measure(plan.warmup_calls(scenario.io))
@@ -113,8 +124,11 @@ async def run(plan: Plan, redis_url: str, progress: Callable[[str], None]) -> Ru
         value_bytes = await raw.strlen(RAW_KEY)
     finally:
         sync_thread.shutdown(wait=True)
+        if peers is not None:
+            await peers.aclose()
         await subjects.aclose()
         await raw.aclose()
+    assert peers is not None  # set before the rounds, which ran
     throughput = await measure_throughput(plan, redis_url, progress)
     propagation = await measure_propagation(plan, redis_url, progress)
     return RunResult(
@@ -132,4 +146,5 @@ async def run(plan: Plan, redis_url: str, progress: Callable[[str], None]) -> Ru
         value_bytes=value_bytes,
         throughput=throughput,
         propagation=propagation,
+        skipped=tuple(peers.skipped),
     )

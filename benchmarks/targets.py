@@ -1,5 +1,9 @@
 """The project's performance targets, judged PASS or MISS against one run.
 
+Peer targets (gcache's async LOCAL hit against other libraries' warmed hits) are judged only
+for the peers that ran; a peer that is not installed has no target, and the report says it was
+skipped.
+
 Reporting only: a MISS is printed, never turned into a failing exit status. Timings on a shared
 2-core machine are too noisy to gate anything on, and DESIGN keeps timing thresholds out of the
 test suite for the same reason.
@@ -11,6 +15,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from .bus_throughput import APPLY, PUBLISH_MANY
+from .peers import AIOCACHE_MEMORY, CASHEWS_MEM
 from .propagation import PROPAGATION
 from .runner import RunResult
 
@@ -18,6 +23,7 @@ __all__ = [
     "APPLY_RATE_LIMIT",
     "BUS_ON_HIT_RATIO_LIMIT",
     "LOCAL_HIT_LIMIT_US",
+    "PEER_SPEEDUP_LIMIT",
     "PROPAGATION_P99_RATIO_LIMIT",
     "PUBLISH_MANY_RATE_LIMIT",
     "REMOTE_HIT_RATIO_LIMIT",
@@ -47,6 +53,11 @@ PUBLISH_MANY_RATE_LIMIT: Final = 50_000.0
 second."""
 
 
+PEER_SPEEDUP_LIMIT: Final = 5.0
+"""gcache's async LOCAL hit is at least this many times faster than a warmed in-memory hit of
+aiocache (memory backend) and of cashews (``mem://``), each through its own decorator."""
+
+
 @dataclass(frozen=True, slots=True)
 class TargetResult:
     """One target, its measured value and whether the value is within the limit."""
@@ -74,7 +85,13 @@ class TargetResult:
 
 
 def _ratio_target(
-    result: RunResult, scenario: str, name: str, title: str, limit: float
+    result: RunResult,
+    scenario: str,
+    name: str,
+    title: str,
+    limit: float,
+    *,
+    at_least: bool = False,
 ) -> TargetResult:
     # Judged on the paired, round-by-round ratio: the two were timed moments apart in each round.
     ratio = result.versus_baseline(scenario)
@@ -87,6 +104,7 @@ def _ratio_target(
         unit="x",
         low=ratio.minimum,
         high=ratio.maximum,
+        at_least=at_least,
     )
 
 
@@ -128,6 +146,21 @@ def evaluate(result: RunResult) -> list[TargetResult]:
             BUS_ON_HIT_RATIO_LIMIT,
         )
     )
+    for peer, title in (
+        (AIOCACHE_MEMORY, "aiocache memory hit / gcache async LOCAL hit"),
+        (CASHEWS_MEM, "cashews mem:// hit / gcache async LOCAL hit"),
+    ):
+        if peer in result.scenarios:  # not installed: skipped, no target
+            targets.append(
+                _ratio_target(
+                    result,
+                    peer,
+                    f"async_local_hit_speedup_vs_{peer.removeprefix('peer_')}",
+                    title,
+                    PEER_SPEEDUP_LIMIT,
+                    at_least=True,
+                )
+            )
     for transport, scenario in PROPAGATION.items():
         ratio = result.propagation_p99_ratio(scenario)
         assert ratio is not None, f"{scenario} has a baseline"

@@ -1,10 +1,13 @@
 """Smoke test of ``python -m benchmarks --quick``: it runs to the end and reports every figure.
 
 No timing assertion: thresholds live in the benchmark's own PASS/MISS report, never in tests.
+Passes with and without the peer libraries of the ``bench`` extra: a peer scenario (and its
+target) is expected exactly when its package is installed, and reported as skipped otherwise.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -23,6 +26,16 @@ SCENARIOS = {
     "tracked_local_hit_bus_on",
     "tracked_local_hit_bus_off",
 }
+PEER_SCENARIOS = {
+    "peer_aiocache_memory_hit": "aiocache",
+    "peer_cashews_mem_hit": "cashews",
+    "peer_cashews_redis_hit": "cashews",
+}
+"""Peer scenario -> the package it needs (optional: the ``bench`` extra)."""
+PEER_TARGETS = {
+    "async_local_hit_speedup_vs_aiocache_memory_hit": "aiocache",
+    "async_local_hit_speedup_vs_cashews_mem_hit": "cashews",
+}
 THROUGHPUT = {"subscriber_apply", "publish_many"}
 PROPAGATION = {"propagation_raw_publish", "propagation_streams", "propagation_pubsub"}
 TARGETS = {
@@ -37,7 +50,12 @@ TARGETS = {
 }
 
 
+def _installed(needs: dict[str, str]) -> set[str]:
+    return {name for name, package in needs.items() if importlib.util.find_spec(package)}
+
+
 def test_quick_benchmark_reports_every_scenario(tmp_path: Path) -> None:
+    peers = _installed(PEER_SCENARIOS)
     out = tmp_path / "bench.json"
     proc = subprocess.run(
         [sys.executable, "-m", "benchmarks", "--quick", "--json", str(out)],
@@ -50,7 +68,11 @@ def test_quick_benchmark_reports_every_scenario(tmp_path: Path) -> None:
     assert "PASS" in proc.stdout or "MISS" in proc.stdout
 
     document = json.loads(out.read_text(encoding="utf-8"))
-    assert set(document["scenarios"]) == SCENARIOS
+    assert set(document["scenarios"]) == SCENARIOS | peers
+    assert set(document["skipped"]) == set(PEER_SCENARIOS) - peers
+    for name, skipped in document["skipped"].items():
+        assert "not installed" in skipped["reason"], name
+        assert f"skipped: {skipped['title']}: {skipped['reason']}" in proc.stdout, name
     for name, figures in document["scenarios"].items():
         assert figures["median_ns"] > 0, name
         assert figures["rounds"] == len(figures["per_round_ns"]) >= 1, name
@@ -68,7 +90,7 @@ def test_quick_benchmark_reports_every_scenario(tmp_path: Path) -> None:
         assert 0 < figures["p50_ns"] <= figures["p99_ns"] <= figures["max_ns"], name
         if figures["baseline"] is not None:
             assert figures["p99_vs_baseline"] > 0, name
-    assert set(document["targets"]) == TARGETS
+    assert set(document["targets"]) == TARGETS | _installed(PEER_TARGETS)
     for name, target in document["targets"].items():
         assert target["value"] > 0, name
         assert target["comparison"] in ("<=", ">="), name
