@@ -6,7 +6,9 @@ a Redis Cluster hash tag: an entity's cached values and its watermark share one 
 
 ::
 
+    {ns}:v:{key_type=id}:.. cached values (gcache)
     {ns}:w:{key_type=id}    entity watermark W(e)       string, microseconds of Redis time
+    {ns}:i:{key_type=id}    entity index                set of the entity's tracked value keys
     {ns}:flush              namespace flush watermark F string, no expiry
     {ns}:bus                invalidation stream (Streams) or channel (pub/sub)
     {ns}:bus:seq            last sequence number published on the bus
@@ -24,6 +26,7 @@ __all__ = [
     "entity_tag",
     "escape",
     "flush_key",
+    "index_key",
     "seq_key",
     "shorten",
     "watermark_key",
@@ -54,6 +57,11 @@ def entity_tag(key_type: str, entity_id: str) -> str:
 
 def watermark_key(namespace: str, key_type: str, entity_id: str) -> str:
     return f"{namespace}:w:{entity_tag(key_type, entity_id)}"
+
+
+def index_key(namespace: str, key_type: str, entity_id: str) -> str:
+    """The set of an entity's tracked value keys: invalidation deletes them with W(e)."""
+    return f"{namespace}:i:{entity_tag(key_type, entity_id)}"
 
 
 def flush_key(namespace: str) -> str:

@@ -56,7 +56,8 @@ INVALIDATE = Script(
     "invalidate",
     _ANNOUNCE
     + """
--- KEYS[1] sequence, KEYS[2] stream or channel, KEYS[3..] entity watermarks
+-- KEYS[1] sequence, KEYS[2] stream or channel, then per entity its watermark and its index
+-- (the set of its cached value keys: deleted here, so a REMOTE read needs no watermark check)
 -- ARGV[1] transport, ARGV[2] stream max length, ARGV[3] namespace,
 -- ARGV[4] minimum watermark lifetime ms, then per entity: key_type, id, future buffer us.
 -- W(e) = max(W(e), now + buffer): a later, smaller buffer never shortens an earlier one.
@@ -64,8 +65,8 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local base_ttl = tonumber(ARGV[4])
 local parts, marks = {}, {}
-for i = 3, #KEYS do
-  local j = 5 + (i - 3) * 3
+for i = 3, #KEYS, 2 do
+  local j = 5 + (i - 3) / 2 * 3
   local buffer = tonumber(ARGV[j + 2])
   local target = now + buffer
   local cur = redis.call('GET', KEYS[i])
@@ -79,6 +80,11 @@ for i = 3, #KEYS do
   -- The watermark must outlive the values it guards and the buffer it extends into.
   local want = base_ttl + math.floor(buffer / 1000)
   if redis.call('PTTL', KEYS[i]) < want then redis.call('PEXPIRE', KEYS[i], want) end
+  local listed = redis.call('SMEMBERS', KEYS[i + 1])
+  for k = 1, #listed, 500 do
+    redis.call('UNLINK', unpack(listed, k, math.min(k + 499, #listed)))
+  end
+  redis.call('UNLINK', KEYS[i + 1])
   local mark = string.format('%.0f', target)
   marks[#marks + 1] = mark
   parts[#parts + 1] = '[' .. cjson.encode(ARGV[j]) .. ',' .. cjson.encode(ARGV[j + 1]) .. ','

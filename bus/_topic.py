@@ -12,7 +12,7 @@ from typing import Literal
 
 from redis.asyncio import Redis
 
-from ._names import bus_key, flush_key, seq_key, watermark_key
+from ._names import bus_key, flush_key, index_key, seq_key, watermark_key
 from ._scripts import FLUSH, INVALIDATE
 
 __all__ = [
@@ -29,6 +29,7 @@ DEFAULT_STREAM_MAXLEN = 100_000
 """Stream entries kept (approximately: ``XADD MAXLEN ~``). A subscriber further behind than this
 sees a gap and flushes its LOCAL layer."""
 DEFAULT_WATERMARK_TTL_SEC = 3600.0
+_SWEEP_BATCH = 500
 MAX_FUTURE_BUFFER_MS = 7 * 24 * 3600 * 1000
 """A week. Larger buffers are refused before anything is written: they would overflow the
 script's arithmetic (exact below 2**53 us) and Redis' expiry range."""
@@ -85,13 +86,29 @@ class Topic:
         ]
         for key_type, entity_id in entities:
             keys.append(watermark_key(self.namespace, key_type, entity_id))
+            keys.append(index_key(self.namespace, key_type, entity_id))
             args += (key_type, entity_id, future_buffer_ms * 1000)
         marks = await INVALIDATE.run(client, keys, args)
         return [int(mark) for mark in marks]
 
     async def flush(self, client: Redis, *, future_buffer_ms: int = 0) -> int:
-        """Raise the namespace flush watermark to ``now + buffer`` and announce it."""
+        """Raise the namespace flush watermark to ``now + buffer``, announce it, then delete the
+        namespace's cached values; returns the watermark.
+
+        The watermark refuses every later write of a value computed before it, at once; the
+        deletion (small ``SCAN``/``UNLINK`` batches, never ``FLUSHDB``) removes what is already
+        stored, so that when this returns no value computed before the flush can be read. A
+        failure in either raises."""
         check_future_buffer(future_buffer_ms)
         keys = [seq_key(self.namespace), self.bus_key, flush_key(self.namespace)]
         args = [self.transport, self.stream_maxlen, self.namespace, future_buffer_ms * 1000]
-        return int(await FLUSH.run(client, keys, args))
+        mark = int(await FLUSH.run(client, keys, args))
+        for pattern in (f"{self.namespace}:v:*", f"{self.namespace}:i:*"):
+            cursor = 0
+            while True:
+                cursor, found = await client.scan(cursor=cursor, match=pattern, count=_SWEEP_BATCH)
+                if found:
+                    await client.unlink(*found)
+                if cursor == 0:
+                    break
+        return mark

@@ -194,9 +194,9 @@ class GCache:
     async def aflushall(self) -> None:
         """Drop every entry of this namespace, in Redis and in this process's LOCAL layer.
 
-        Never runs Redis ``FLUSHALL``/``FLUSHDB``: a namespace flush watermark makes every value
-        computed before now unreadable in one step, then the namespace's value keys are deleted
-        in small non-blocking batches to give the memory back."""
+        Never runs Redis ``FLUSHALL``/``FLUSHDB``: a namespace flush watermark refuses every
+        later write of a value computed before now, then the namespace's value keys are deleted
+        in small non-blocking batches; when this returns, none of them can be read."""
         remote = self._remote
         if remote is None:
             self._local.flush(self._clock.now_us())
@@ -214,10 +214,6 @@ class GCache:
             raise InvalidationError("flush did not reach Redis") from exc
         self._local.flush(watermark)
         self._metrics.invalidation("*", "remote")
-        try:
-            await remote.sweep()
-        except RemoteError as exc:  # the watermark already did the flush; this only frees memory
-            self._log.error("sweep", f"gcache flush: deleting old keys failed: {exc}", exc)
 
     def flushall(self) -> None:
         """Sync twin of :meth:`aflushall`."""

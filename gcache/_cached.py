@@ -12,8 +12,8 @@ Read path of one call::
     key, config, ramp ─► LOCAL hit? ─yes─► value   (tracked: only while the bus is fresh)
                           │ no
                           ▼  single-flight per key (one function call per process)
-                    REMOTE hit? (the read script returns only values newer than their
-                          │      watermarks) ─yes─► store LOCAL, value
+                    REMOTE hit? (a bare GET: invalidation and flush delete stale values)
+                          │                  ─yes─► store LOCAL, value
                           │ no
                     computed_at = cache time now; value = function()
                     REMOTE write (conditional script); LOCAL store unless the script refused
@@ -64,7 +64,7 @@ class _Fill:
     def __init__(self, remote_key: str | None, watermark_key: str | None) -> None:
         self.remote_key = remote_key
         self.watermark_key = watermark_key
-        self.raw: bytes | None = None  # only ever a value newer than its watermarks
+        self.raw: bytes | None = None  # only valid values are ever stored (see RemoteStore.get)
         self.read_at: int | None = None  # cache time just before the REMOTE read
         self.io_spent = 0.0  # seconds of Redis I/O so far: a call's I/O shares one budget
         self.computed_at: int | None = None
@@ -156,8 +156,8 @@ class Runner:
         return _Fill(value_key, wkey if self.spec.tracked else None)
 
     def accept_remote(self, key: tuple[Hashable, ...], fill: _Fill, local_ttl: float) -> Any:
-        """The REMOTE value if it decodes, else MISS (the read script already refused values
-        older than their watermarks)."""
+        """The REMOTE value if it decodes, else MISS (stale values are never stored: see
+        ``RemoteStore.get``)."""
         raw = fill.raw
         if raw is None:
             return MISS
@@ -222,7 +222,7 @@ class Runner:
             fill.computed_at = self.cache._clock.now_us()
             return
         io_started = _perf()
-        if remote.clock.due():
+        if remote.clock_due:
             try:
                 await remote.sync_clock()
             except RemoteError as exc:
@@ -233,7 +233,7 @@ class Runner:
                 fill.read_at = remote.clock.now_us()
             started = _perf()
             try:
-                fill.raw = await remote.get(fill.remote_key, fill.watermark_key)
+                fill.raw = await remote.get(fill.remote_key)
             except RemoteError as exc:
                 self.failed("remote", exc.kind, exc)
             else:
@@ -410,7 +410,7 @@ def wrap_sync(runner: Runner, func: Callable[..., Any]) -> Callable[..., Any]:
         # loop; it runs without the REMOTE layer instead of deadlocking.
         io = remote is not None and not background.in_loop_thread()
         try:
-            if io and (fill.remote_key is not None or remote.clock.due()):  # type: ignore[union-attr]
+            if io and (fill.remote_key is not None or remote.clock_due):  # type: ignore[union-attr]
                 background.call(lambda: runner.before_call(fill))
             elif remote is None:
                 fill.computed_at = cache._clock.now_us()

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import RedisError
 
 from bus._clock import RedisClock
 from bus._names import flush_key
@@ -26,12 +26,11 @@ from bus._topic import Topic
 
 from ._config import DEFAULT_SOCKET_TIMEOUT, BusConfig, GCacheConfig
 from ._exceptions import GCacheError
-from ._scripts import CLOCK, READ, WRITE
+from ._scripts import CLOCK, WRITE
 
 __all__ = ["RemoteError", "RemoteStore"]
 
 T = TypeVar("T")
-_SWEEP_BATCH = 500
 
 
 class RemoteError(GCacheError):
@@ -78,6 +77,7 @@ class RemoteStore:
             weakref.WeakKeyDictionary()
         )
         self._max_age_us = int(config.watermark_ttl_sec * 1_000_000)
+        self._namespace_ready = False
         # What Redis may add to one cached call, all its round trips together (DESIGN §6).
         self.io_budget = (
             config.redis_config.socket_timeout
@@ -133,29 +133,33 @@ class RemoteStore:
 
     # -- operations -----------------------------------------------------------------------
 
+    @property
+    def clock_due(self) -> bool:
+        """True when :meth:`sync_clock` should run: the clock needs a sample, or this store
+        has not yet made sure the namespace has a flush watermark (another component, such as
+        the bus subscriber, may have synced the shared clock first)."""
+        return not self._namespace_ready or self.clock.due()
+
     async def sync_clock(self) -> None:
-        """Take a ``TIME`` sample if the clock needs one."""
-        if not self.clock.due():
+        """Take a ``TIME`` sample (creating the namespace's flush watermark if absent)."""
+        if not self.clock_due:
             return
         t0 = time.monotonic_ns()
         seconds, micros = await self._script(CLOCK, [self.flush_key], [])
         t1 = time.monotonic_ns()
         self.clock.observe(t0, int(seconds) * 1_000_000 + int(micros), t1)
+        self._namespace_ready = True
 
-    async def get(self, key: str, watermark_key: str | None) -> bytes | None:
-        """The stored bytes if they were computed after the entity's and the namespace's
-        watermarks (checked server-side, one round trip, one reply), else None.
+    async def get(self, key: str) -> bytes | None:
+        """The stored bytes, or None. A bare GET: nothing stale can be stored under a key,
+        because invalidation deletes an entity's value keys in the same step that raises its
+        watermark, a flush deletes the namespace's before it returns, and the write script
+        refuses values computed before either.
 
         Written flat, without the helpers the other operations use: this is the REMOTE-hit
-        path, and every coroutine layer between the caller and the socket is resumed again on
-        each wait for Redis."""
-        keys = self._keys(key, watermark_key)
-        client = self.client()
+        path, and every coroutine layer between the caller and the socket costs on each wait."""
         try:
-            try:
-                raw: bytes | None = await client.evalsha(READ.sha, len(keys), *keys)
-            except NoScriptError:
-                raw = await client.eval(READ.source, len(keys), *keys)
+            raw: bytes | None = await self.client().get(key)  # type: ignore[assignment]
         except (RedisError, OSError, TimeoutError) as exc:
             raise RemoteError("read", exc) from exc
         return raw
@@ -163,7 +167,9 @@ class RemoteStore:
     def _keys(self, key: str, watermark_key: str | None) -> list[str]:
         if watermark_key is None:
             return [key, self.flush_key]
-        return [key, self.flush_key, watermark_key]
+        # The entity's index shares the watermark's hash tag: "{ns}:w:{...}" -> "{ns}:i:{...}".
+        index = f"{self.namespace}:i:{watermark_key[len(self.namespace) + 3 :]}"
+        return [key, self.flush_key, watermark_key, index]
 
     async def put(
         self,
@@ -189,23 +195,6 @@ class RemoteStore:
         return marks[0]
 
     async def flush(self) -> int:
-        """Raise the namespace flush watermark to now and announce it; returns it."""
+        """Raise the namespace flush watermark to now, announce it and delete the namespace's
+        values (see ``bus.Topic.flush``); returns the watermark."""
         return await self._call("flush", self.topic.flush(self.client()))
-
-    async def sweep(self) -> int:
-        """Delete this namespace's value keys in small SCAN/UNLINK batches (never FLUSHDB).
-
-        Only reclaims memory: the flush watermark already made every one of them unreadable.
-        Watermark keys are kept; they still guard against late writes."""
-        client = self.client()
-        deleted = 0
-        cursor: int = 0
-        pattern = f"{self.namespace}:v:*"
-        while True:
-            cursor, keys = await self._call(
-                "scan", client.scan(cursor=cursor, match=pattern, count=_SWEEP_BATCH)
-            )
-            if keys:
-                deleted += await self._call("unlink", client.unlink(*keys))
-            if cursor == 0:
-                return deleted

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from bus._scripts import Script
 
-__all__ = ["CLOCK", "READ", "WRITE", "WriteResult"]
+__all__ = ["CLOCK", "WRITE", "WriteResult"]
 
 
 class WriteResult:
@@ -30,7 +30,8 @@ class WriteResult:
 WRITE = Script(
     "write",
     """
--- KEYS[1] value key, KEYS[2] flush watermark, KEYS[3] entity watermark (tracked values only)
+-- KEYS[1] value key, KEYS[2] flush watermark; tracked values also KEYS[3] entity watermark and
+-- KEYS[4] entity index (the set of the entity's value keys, which invalidation deletes)
 -- ARGV[1] computed_at, ARGV[2] ttl ms, ARGV[3] encoded value, ARGV[4] max age us
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
@@ -65,28 +66,11 @@ if #KEYS > 2 then
     local left = redis.call('PTTL', KEYS[3])
     if left >= 0 and left < ttl then redis.call('PEXPIRE', KEYS[3], ttl) end
   end
+  -- The index, too, must outlive every key it lists, or an invalidation would miss one.
+  redis.call('SADD', KEYS[4], KEYS[1])
+  if redis.call('PTTL', KEYS[4]) < ttl then redis.call('PEXPIRE', KEYS[4], ttl) end
 end
 return 1
-""",
-)
-
-READ = Script(
-    "read",
-    """
--- KEYS[1] value key, KEYS[2] flush watermark, KEYS[3] entity watermark (tracked values only)
--- The value, only if it was computed after both watermarks; nil if absent or invalidated.
--- Bytes that are not ours are returned as they are: the client counts them as undecodable.
-local v = redis.call('GET', KEYS[1])
-if not v then return false end
-local ca = tonumber(string.sub(v, 5, 20))
-if string.sub(v, 1, 2) ~= 'GC' or not ca then return v end
-local f = redis.call('GET', KEYS[2])
-if f and ca <= tonumber(f) then return false end
-if #KEYS > 2 then
-  local w = redis.call('GET', KEYS[3])
-  if w and ca <= tonumber(w) then return false end
-end
-return v
 """,
 )
 
