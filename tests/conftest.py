@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+import redis
 from prometheus_client import CollectorRegistry
 
 from gcache import GCache, GCacheConfig, RedisConfig
@@ -101,3 +102,13 @@ def replicas() -> Iterator[Any]:
         yield fleet
     finally:
         fleet.stop_all()
+
+
+@pytest.fixture
+def truth(redis_url: str) -> Iterator[redis.Redis]:
+    """The multi-process tests' source of truth: plain keys in the shared private server (never
+    the cache's server, which those tests fault)."""
+    client = redis.Redis.from_url(redis_url)
+    client.set("truth:1", 1)
+    yield client
+    client.close()

@@ -43,10 +43,11 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from integration.redis_server import wait_until
+from integration.redis_server import RedisServer, wait_until
 
 KEY_TYPE = "uid"
 USE_CASE = "get"
+STALENESS_MS = 200.0
 WAIT = 30.0  # generous deadline for anything a replica is asked to do (busy 2-core machines)
 START_TIMEOUT = 90.0  # spawning imports gcache, redis, prometheus... from scratch
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -279,6 +280,19 @@ class Fleet:
 
 # ------------------------------------------------------------------------------------------
 # Conditions the tests wait on (each polls with reads or stats, under a deadline)
+
+
+def start_fleet(
+    replicas: Fleet,
+    server: RedisServer,
+    truth_url: str,
+    names: tuple[str, ...] = ("a", "b", "c"),
+    **options: Any,
+) -> list[Replica]:
+    """Replicas caching on ``server`` and reading the truth at ``truth_url``; the staleness
+    bound defaults to :data:`STALENESS_MS` (small, so the tests run quickly)."""
+    options.setdefault("max_staleness_ms", STALENESS_MS)
+    return replicas.start(list(names), cache_url=server.url, truth_url=truth_url, **options)
 
 
 def until_local(replica: Replica, uid: str = "1", version: int | None = None) -> Read:

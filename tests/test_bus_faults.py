@@ -11,8 +11,6 @@ itself.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from typing import Any
 
 import orjson
 import pytest
@@ -22,12 +20,13 @@ from bus import Publisher, PublishError
 from bus._names import bus_key, seq_key
 from integration.redis_server import RedisServer, wait_until
 from tests.replica_process import (
+    STALENESS_MS,
     WAIT,
     Fleet,
-    Replica,
     Writer,
     checked_reads,
     staleness_violations,
+    start_fleet,
     until_local,
     until_stats,
     until_version,
@@ -36,28 +35,7 @@ from tests.replica_process import (
 
 pytestmark = pytest.mark.slow
 
-STALENESS_MS = 200.0
 BOUND_S = STALENESS_MS / 1000
-
-
-@pytest.fixture
-def truth(redis_url: str) -> Iterator[redis.Redis]:
-    """The source of truth: plain keys in the shared private server (never faulted here)."""
-    client = redis.Redis.from_url(redis_url)
-    client.set("truth:1", 1)
-    yield client
-    client.close()
-
-
-def start_fleet(
-    replicas: Fleet,
-    server: RedisServer,
-    truth_url: str,
-    names: tuple[str, ...] = ("a", "b", "c"),
-    **options: Any,
-) -> list[Replica]:
-    options.setdefault("max_staleness_ms", STALENESS_MS)
-    return replicas.start(list(names), cache_url=server.url, truth_url=truth_url, **options)
 
 
 def check(

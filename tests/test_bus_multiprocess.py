@@ -11,7 +11,6 @@ serves afterwards.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -20,6 +19,7 @@ import redis
 from bus import Publisher
 from integration.redis_server import RedisServer, wait_until
 from tests.replica_process import (
+    STALENESS_MS,
     WAIT,
     Fleet,
     Read,
@@ -28,6 +28,7 @@ from tests.replica_process import (
     checked_reads,
     run_cli,
     staleness_violations,
+    start_fleet,
     total_calls,
     until_local,
     until_version,
@@ -37,31 +38,7 @@ from tests.replica_process import (
 pytestmark = pytest.mark.slow
 
 TRANSPORTS = ["streams", "pubsub"]
-STALENESS_MS = 200.0
 BOUND_S = STALENESS_MS / 1000
-
-
-@pytest.fixture
-def truth(redis_url: str) -> Iterator[redis.Redis]:
-    """The source of truth: plain keys in the shared private server (not the cache's)."""
-    client = redis.Redis.from_url(redis_url)
-    client.set("truth:1", 1)
-    yield client
-    client.close()
-
-
-def start_fleet(
-    replicas: Fleet,
-    server: RedisServer,
-    truth_url: str,
-    transport: str,
-    names: tuple[str, ...] = ("a", "b", "c"),
-    **options: Any,
-) -> list[Replica]:
-    options.setdefault("max_staleness_ms", STALENESS_MS)
-    return replicas.start(
-        list(names), cache_url=server.url, truth_url=truth_url, transport=transport, **options
-    )
 
 
 def cache_everywhere(fleet: list[Replica], version: int) -> None:
@@ -78,11 +55,10 @@ def test_every_replica_follows_invalidations_and_flushes(
     redis_url: str,
     truth: redis.Redis,
 ) -> None:
-    # The default bound (500 ms): with 200 ms, the streams subscriber's proof lapses now and then
-    # on an idle bus (see test_an_idle_healthy_bus_keeps_every_local_hit), and a lapse sends
-    # a read to REMOTE, which would hide a replica that never applied an invalidation.
+    # The default bound (500 ms): a proof lapse would send a read to REMOTE, which would hide a
+    # replica that never applied an invalidation; the longer bound leaves no room for one.
     fleet = a, b, c = start_fleet(
-        replicas, fresh_redis_server, redis_url, transport, max_staleness_ms=500
+        replicas, fresh_redis_server, redis_url, transport=transport, max_staleness_ms=500
     )
 
     # Each replica computes or fetches version 1 once, then serves it from LOCAL without
@@ -173,7 +149,7 @@ def test_no_read_is_staler_than_the_bound(
 ) -> None:
     """The staleness invariant as a checker: a read that started more than max_staleness_ms
     after invalidation of version v returned never returns a version older than v."""
-    fleet = start_fleet(replicas, fresh_redis_server, redis_url, transport)
+    fleet = start_fleet(replicas, fresh_redis_server, redis_url, transport=transport)
     a = fleet[0]
     publisher = Publisher.from_url(fresh_redis_server.url, transport=transport)
 
@@ -223,7 +199,7 @@ def test_a_read_racing_a_write_is_never_served_later(
     ``inside_the_future_buffer``: b's call starts *after* the invalidation but still reads the
     old data (as a lagging read replica would); only ``future_buffer_ms`` refuses it."""
     buffer_ms = 2000 if b_starts == "before_the_invalidation" else 3000
-    fleet = a, b, c = start_fleet(replicas, fresh_redis_server, redis_url, "streams")
+    fleet = a, b, c = start_fleet(replicas, fresh_redis_server, redis_url, transport="streams")
     b.gate("1")
 
     def start_b() -> Any:
@@ -280,7 +256,7 @@ def test_an_idle_healthy_bus_keeps_every_local_hit(
     """Nothing is faulted and nothing is published: a subscriber that is live must keep its
     staleness proof (README: renewed every max_staleness_ms / 4 when idle), so every read of a
     cached entry is a LOCAL hit and none is bypassed as ``bus_unsynced``."""
-    fleet = start_fleet(replicas, fresh_redis_server, redis_url, transport, ("a", "b"))
+    fleet = start_fleet(replicas, fresh_redis_server, redis_url, ("a", "b"), transport=transport)
     for replica in fleet:
         until_local(replica, "1", 1)
     before = {r.name: r.stats() for r in fleet}
