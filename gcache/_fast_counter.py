@@ -17,10 +17,11 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-__all__ = ["FastCounter"]
+__all__ = ["FastCounter", "read_count"]
 
 
-def _value(cell: itertools.count[int]) -> int:
+def read_count(cell: itertools.count[int]) -> int:
+    """The current value of ``cell``, without advancing it."""
     # repr is "count(N)": the one public way to read a count without advancing it.
     return int(repr(cell)[6:-1])
 
@@ -50,7 +51,7 @@ class FastCounter(Collector):
 
     def value(self, *labelvalues: str) -> int:
         cell = self._cells.get(labelvalues)
-        return 0 if cell is None else _value(cell)
+        return 0 if cell is None else read_count(cell)
 
     def describe(self) -> list[Metric]:
         return [CounterMetricFamily(self._name, self._documentation, labels=self._labelnames)]
@@ -60,5 +61,5 @@ class FastCounter(Collector):
         with self._lock:
             cells = list(self._cells.items())
         for labelvalues, cell in cells:
-            family.add_metric(labelvalues, _value(cell))
+            family.add_metric(labelvalues, read_count(cell))
         yield family

@@ -3,8 +3,9 @@
 Label lookups (``metric.labels(...)``) cost about a microsecond, so each decorated function binds
 the children it needs once, at decoration time; the hot path only calls ``inc``/``observe``. The
 two counters every LOCAL hit touches (requests, misses) are lock-free cells (see _fast_counter),
-and LOCAL lookups are timed one in :data:`LOCAL_TIMING_SAMPLE` (a sub-microsecond lookup would
-otherwise cost more to time than to do).
+the histograms are their cheap equivalent (see _fast_histogram), and LOCAL lookups are timed one
+in :data:`LOCAL_TIMING_SAMPLE` (a sub-microsecond lookup would otherwise cost more to time than to
+do).
 
 Families are shared per ``(registry, prefix)``: a second :class:`GCache` in one process, with the
 same prefix, reports into the same series instead of failing on duplicate registration.
@@ -14,11 +15,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter
 
 from bus._metrics import shared_families
 
 from ._fast_counter import FastCounter
+from ._fast_histogram import FastHistogram
 
 __all__ = ["LOCAL_TIMING_SAMPLE", "FunctionMetrics", "Metrics"]
 
@@ -39,10 +41,10 @@ class _Families:
     disabled: Counter
     error: Counter
     invalidation: Counter
-    get_timer: Histogram
-    fallback_timer: Histogram
-    serialization_timer: Histogram
-    size: Histogram
+    get_timer: FastHistogram
+    fallback_timer: FastHistogram
+    serialization_timer: FastHistogram
+    size: FastHistogram
 
 
 def _create(prefix: str, registry: CollectorRegistry) -> _Families:
@@ -60,17 +62,18 @@ def _create(prefix: str, registry: CollectorRegistry) -> _Families:
         invalidation=Counter(f"{name}invalidation_counter",
                              "Invalidation and flush calls (use_case is '*': all of them).",
                              _LABELS, registry=registry),
-        get_timer=Histogram(f"{name}get_timer", "Seconds to look a key up, per layer.",
-                            _LABELS, buckets=_LATENCY_BUCKETS, registry=registry),
-        fallback_timer=Histogram(f"{name}fallback_timer",
-                                 "Seconds spent in the cached function on a miss.",
-                                 _LABELS, buckets=_LATENCY_BUCKETS, registry=registry),
-        serialization_timer=Histogram(f"{name}serialization_timer",
-                                      "Seconds to pickle (layer=remote: for Redis) or unpickle.",
-                                      (*_LABELS, "operation"), buckets=_LATENCY_BUCKETS,
-                                      registry=registry),
-        size=Histogram(f"{name}size_histogram", "Bytes of serialized cached values.",
-                       _LABELS, buckets=_SIZE_BUCKETS, registry=registry),
+        get_timer=FastHistogram(f"{name}get_timer", "Seconds to look a key up, per layer.",
+                                _LABELS, registry, buckets=_LATENCY_BUCKETS),
+        fallback_timer=FastHistogram(f"{name}fallback_timer",
+                                     "Seconds spent in the cached function on a miss.",
+                                     _LABELS, registry, buckets=_LATENCY_BUCKETS),
+        serialization_timer=FastHistogram(f"{name}serialization_timer",
+                                          "Seconds to pickle (layer=remote: for Redis) or "
+                                          "unpickle.",
+                                          (*_LABELS, "operation"), registry,
+                                          buckets=_LATENCY_BUCKETS),
+        size=FastHistogram(f"{name}size_histogram", "Bytes of serialized cached values.",
+                           _LABELS, registry, buckets=_SIZE_BUCKETS),
     )  # fmt: skip
 
 
