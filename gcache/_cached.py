@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import sys
 import time
 import types
 from collections.abc import Awaitable, Callable, Hashable
@@ -43,7 +44,7 @@ from ._exceptions import KeyBuildError
 from ._keys import BadCall, KeySpec
 from ._local import MISS
 from ._metrics import LOCAL_TIMING_SAMPLE
-from ._remote import RemoteError
+from ._remote import REDIS_ERRORS, RemoteError, kind_of
 from ._scripts import WriteResult
 
 if TYPE_CHECKING:
@@ -59,13 +60,24 @@ _NO_LAYERS = (0.0, 0.0)
 class _Fill:
     """What the I/O before the function call found out."""
 
-    __slots__ = ("computed_at", "io_spent", "raw", "read_at", "remote_key", "watermark_key")
+    __slots__ = (
+        "computed_at",
+        "io_spent",
+        "keeps_local",
+        "raw",
+        "read_at",
+        "remote_key",
+        "watermark_key",
+    )
 
-    def __init__(self, remote_key: str | None, watermark_key: str | None) -> None:
+    def __init__(
+        self, remote_key: str | None, watermark_key: str | None, keeps_local: bool
+    ) -> None:
         self.remote_key = remote_key
         self.watermark_key = watermark_key
+        self.keeps_local = keeps_local  # a REMOTE hit will be stored in the LOCAL layer
         self.raw: bytes | None = None  # only valid values are ever stored (see RemoteStore.get)
-        self.read_at: int | None = None  # cache time just before the REMOTE read
+        self.read_at: int | None = None  # cache time just before the REMOTE read (if keeps_local)
         self.io_spent = 0.0  # seconds of Redis I/O so far: a call's I/O shares one budget
         self.computed_at: int | None = None
 
@@ -147,15 +159,16 @@ class Runner:
             metrics.miss_local()
         return value
 
-    def new_fill(self, key: tuple[Hashable, ...], remote_ttl: float) -> _Fill:
+    def new_fill(self, key: tuple[Hashable, ...], local_ttl: float, remote_ttl: float) -> _Fill:
         if self.cache._bus_task is None:
             self.cache._ensure_bus()
+        keeps_local = bool(local_ttl)
         if not remote_ttl:
-            return _Fill(None, None)
+            return _Fill(None, None, keeps_local)
         value_key, wkey = self.spec.remote_keys(self.namespace, key)
-        return _Fill(value_key, wkey if self.spec.tracked else None)
+        return _Fill(value_key, wkey if self.spec.tracked else None, keeps_local)
 
-    def accept_remote(self, key: tuple[Hashable, ...], fill: _Fill, local_ttl: float) -> Any:
+    def accept_remote(self, key: tuple[Hashable, ...], fill: _Fill) -> Any:
         """The REMOTE value if it decodes, else MISS (stale values are never stored: see
         ``RemoteStore.get``)."""
         raw = fill.raw
@@ -170,7 +183,7 @@ class Runner:
             metrics.miss_remote()
             return MISS
         metrics.load.observe(_perf() - started)
-        if local_ttl:
+        if fill.keeps_local:
             self.local.put(
                 key,
                 value,
@@ -216,33 +229,46 @@ class Runner:
     # -- I/O (coroutines: awaited directly, or through the portal by sync callers) ---------
 
     async def before_call(self, fill: _Fill) -> None:
-        """REMOTE lookup and the cache-time stamp taken just before the function runs."""
+        """The clock sample when one is due, then the REMOTE lookup. (This is the REMOTE-hit
+        path: everything a hit does not need waits for :meth:`stamp`, on a miss.)"""
         remote = self.remote
-        if remote is None:
-            fill.computed_at = self.cache._clock.now_us()
-            return
-        io_started = _perf()
+        assert remote is not None
+        started = _perf()
         if remote.clock_due:
             try:
                 await remote.sync_clock()
             except RemoteError as exc:
                 self.failed("remote", exc.kind, exc)
-        if fill.remote_key is not None:
+        key = fill.remote_key
+        if key is not None:
             metrics = self.metrics
-            if remote.clock.synced:
+            if fill.keeps_local and remote.clock.synced:
                 fill.read_at = remote.clock.now_us()
-            started = _perf()
+            read_started = _perf()
+            # A bare GET: nothing stale can be stored under a key, because invalidation deletes
+            # an entity's value keys in the same step that raises its watermark, a flush deletes
+            # the namespace's before it returns, and the write script refuses values computed
+            # before either. It is awaited here rather than through a RemoteStore method: one
+            # coroutine frame fewer on the REMOTE-hit path, which has microseconds to spare.
             try:
-                fill.raw = await remote.get(fill.remote_key)
-            except RemoteError as exc:
-                self.failed("remote", exc.kind, exc)
+                fill.raw = raw = await remote.client().get(key)  # type: ignore[assignment]
+            except REDIS_ERRORS as exc:
+                self.failed("remote", kind_of(exc), exc)
+                raw = None
             else:
-                metrics.get_remote.observe(_perf() - started)
+                metrics.get_remote.observe(_perf() - read_started)
             metrics.request_remote()
-            if fill.raw is None:
+            if raw is None:
                 metrics.miss_remote()
-        fill.io_spent = _perf() - io_started
-        if remote.clock.synced:
+        fill.io_spent = _perf() - started
+
+    def stamp(self, fill: _Fill) -> None:
+        """Take ``computed_at``: cache time just before the function runs (None, and nothing
+        stored, while the Redis clock has never been sampled)."""
+        remote = self.remote
+        if remote is None:
+            fill.computed_at = self.cache._clock.now_us()
+        elif remote.clock.synced:
             fill.computed_at = remote.clock.now_us()
 
     async def write_remote(self, fill: _Fill, payload: bytes, computed_at: int, ttl: float) -> bool:
@@ -295,19 +321,18 @@ class Runner:
         return self.prepare(value)
 
 
-def _cancel_requests(task: asyncio.Task[Any] | None) -> int:
-    return task.cancelling() if task is not None and hasattr(task, "cancelling") else 0
+# With a socket timeout, redis-py writes through ``asyncio.wait_for``, which on Python < 3.12
+# returns the result instead of raising when a cancellation lands as the write completes (CPython
+# gh-86296). ``Task.cancelling()`` (3.11+) still counts the request, so the cache compares it
+# before and after its I/O and raises the CancelledError that was swallowed: a call cancelled
+# during its Redis I/O ends cancelled, as its caller expects. On 3.10 there is no counter to read
+# (the guard does nothing); on 3.12+ nothing is swallowed (the guard is skipped).
+_GUARD_LOST_CANCEL = (3, 11) <= sys.version_info < (3, 12)
 
 
 def _honour_lost_cancel(task: asyncio.Task[Any] | None, before: int) -> None:
-    """Raise the CancelledError that redis-py may have swallowed.
-
-    With a socket timeout, redis-py writes through ``asyncio.wait_for``, which on Python < 3.12
-    returns the result instead of raising when the cancellation lands as the write completes
-    (CPython gh-86296). ``Task.cancelling()`` still counts the request (3.11+; on 3.10 the guard
-    is a no-op), so a call cancelled during its Redis I/O ends cancelled, as its caller expects.
-    """
-    if task is not None and hasattr(task, "cancelling") and task.cancelling() > before:
+    """Raise the CancelledError that redis-py swallowed (see ``_GUARD_LOST_CANCEL``)."""
+    if task is not None and task.cancelling() > before:  # type: ignore[attr-defined,unused-ignore]
         raise asyncio.CancelledError
 
 
@@ -322,6 +347,7 @@ def wrap_async(runner: Runner, func: Callable[..., Awaitable[Any]]) -> Callable[
     flights = cache._async_flights
     metrics = runner.metrics
     gcache_key = runner.spec.gcache_key
+    remote = runner.remote
 
     async def fill_and_call(
         key: tuple[Hashable, ...],
@@ -330,26 +356,33 @@ def wrap_async(runner: Runner, func: Callable[..., Awaitable[Any]]) -> Callable[
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
     ) -> Any:
-        fill = runner.new_fill(key, remote_ttl)
-        task = asyncio.current_task()
-        cancels = _cancel_requests(task)
-        try:
-            await runner.before_call(fill)
-            value = runner.accept_remote(key, fill, local_ttl)
-        except Exception as exc:
-            _internal_error(runner, exc)
-            value = MISS
-        _honour_lost_cancel(task, cancels)
-        if value is not MISS:
-            return value
+        fill = runner.new_fill(key, local_ttl, remote_ttl)
+        value = MISS
+        task = asyncio.current_task() if _GUARD_LOST_CANCEL else None
+        if remote is not None:
+            cancels = task.cancelling() if task is not None else 0  # type: ignore[attr-defined,unused-ignore]
+            try:
+                await runner.before_call(fill)
+                value = runner.accept_remote(key, fill)
+            except Exception as exc:
+                _internal_error(runner, exc)
+                value = MISS
+            _honour_lost_cancel(task, cancels)
+            if value is not MISS:
+                return value
+        runner.stamp(fill)
         started = _perf()
-        value = await func(*args, **kwargs)
+        token = flights.lead(key)  # a call back into this key from the function must not wait
+        try:
+            value = await func(*args, **kwargs)
+        finally:
+            flights.release(token)
         metrics.fallback.observe(_perf() - started)
         try:
             payload = runner.payload_for(fill, value)
             if payload is not None:
                 computed_at: int = fill.computed_at  # type: ignore[assignment]
-                cancels = _cancel_requests(task)
+                cancels = task.cancelling() if task is not None else 0  # type: ignore[attr-defined,unused-ignore]
                 keep = fill.remote_key is None or await runner.write_remote(
                     fill, payload, computed_at, remote_ttl
                 )
@@ -382,9 +415,16 @@ def wrap_async(runner: Runner, func: Callable[..., Awaitable[Any]]) -> Callable[
                 return value
         elif not remote_ttl:
             return await func(*args, **kwargs)
-        return await flights.run(
-            key, lambda: fill_and_call(key, local_ttl, remote_ttl, args, kwargs)
-        )
+        flight = flights.start(key)
+        if flight is None:  # another call is filling this key: wait for its result
+            return await flights.run(key, fill_and_call, key, local_ttl, remote_ttl, args, kwargs)
+        try:
+            value = await fill_and_call(key, local_ttl, remote_ttl, args, kwargs)
+        except BaseException as exc:
+            flights.fail(key, flight, exc)
+            raise
+        flights.finish(key, flight, value)
+        return value
 
     return cached_async
 
@@ -405,23 +445,20 @@ def wrap_sync(runner: Runner, func: Callable[..., Any]) -> Callable[..., Any]:
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
     ) -> Any:
-        fill = runner.new_fill(key, remote_ttl)
+        fill = runner.new_fill(key, local_ttl, remote_ttl)
         # A sync cached function called on the background loop's own thread cannot wait on that
         # loop; it runs without the REMOTE layer instead of deadlocking.
         io = remote is not None and not background.in_loop_thread()
         try:
             if io and (fill.remote_key is not None or remote.clock_due):  # type: ignore[union-attr]
                 background.call(lambda: runner.before_call(fill))
-            elif remote is None:
-                fill.computed_at = cache._clock.now_us()
-            elif remote.clock.synced:
-                fill.computed_at = remote.clock.now_us()
-            value = runner.accept_remote(key, fill, local_ttl)
+            value = runner.accept_remote(key, fill)
         except Exception as exc:
             _internal_error(runner, exc)
             value = MISS
         if value is not MISS:
             return value
+        runner.stamp(fill)
         started = _perf()
         value = func(*args, **kwargs)
         metrics.fallback.observe(_perf() - started)

@@ -1,5 +1,7 @@
-"""The REMOTE layer: every Redis round trip the cache makes, and the one place Redis errors are
-translated (into :class:`RemoteError`, which the callers turn into fail-open behaviour).
+"""The REMOTE layer: the Redis round trips the cache makes, and the errors they can raise
+(:data:`REDIS_ERRORS`, translated into :class:`RemoteError`, which the callers turn into
+fail-open behaviour). The one exception is the REMOTE read itself, a bare GET that the runner
+awaits on :meth:`RemoteStore.client` directly (see ``Runner.before_call``).
 
 An asyncio Redis client belongs to the event loop that first used it, so clients are kept per
 loop: async callers use their own loop's client (no thread hop on a REMOTE hit) and sync callers
@@ -11,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import time
 import weakref
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from redis.asyncio import Redis
@@ -28,9 +30,18 @@ from ._config import DEFAULT_SOCKET_TIMEOUT, BusConfig, GCacheConfig
 from ._exceptions import GCacheError
 from ._scripts import CLOCK, WRITE
 
-__all__ = ["RemoteError", "RemoteStore"]
+__all__ = ["REDIS_ERRORS", "RemoteError", "RemoteStore", "kind_of"]
 
 T = TypeVar("T")
+
+
+REDIS_ERRORS = (RedisError, OSError, TimeoutError)
+"""What a Redis round trip can raise: everything the cache fails open on."""
+
+
+def kind_of(cause: BaseException) -> str:
+    """The ``error`` label of a Redis failure: ``timeout`` or ``redis``."""
+    return "timeout" if isinstance(cause, TimeoutError) else "redis"
 
 
 class RemoteError(GCacheError):
@@ -40,7 +51,7 @@ class RemoteError(GCacheError):
     def __init__(self, operation: str, cause: BaseException) -> None:
         super().__init__(f"redis {operation} failed: {cause!r}")
         self.operation = operation
-        self.kind = "timeout" if isinstance(cause, TimeoutError) else "redis"
+        self.kind = kind_of(cause)
 
 
 def _client_from(config: GCacheConfig) -> Redis:
@@ -55,6 +66,10 @@ def _client_from(config: GCacheConfig) -> Redis:
         client: Redis = Redis.from_url(redis_config.url, **kwargs)
         return client
     return Redis(**kwargs)
+
+
+def _no_loop() -> None:
+    return None
 
 
 class RemoteStore:
@@ -76,6 +91,8 @@ class RemoteStore:
         self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Redis] = (
             weakref.WeakKeyDictionary()
         )
+        self._last_loop: Callable[[], asyncio.AbstractEventLoop | None] = _no_loop
+        self._last_client: Redis | None = None
         self._max_age_us = int(config.watermark_ttl_sec * 1_000_000)
         self._namespace_ready = False
         # What Redis may add to one cached call, all its round trips together (DESIGN §6).
@@ -90,9 +107,14 @@ class RemoteStore:
     def client(self) -> Redis:
         """The client of the running event loop, created on first use."""
         loop = asyncio.get_running_loop()
+        # Nearly every call comes from the loop of the call before: skip the weak-dict lookup
+        # (which builds a weakref each time) when it does.
+        if self._last_loop() is loop:
+            return self._last_client  # type: ignore[return-value]
         client = self._clients.get(loop)
         if client is None:
             client = self._clients[loop] = _client_from(self._config)
+        self._last_loop, self._last_client = weakref.ref(loop), client
         return client
 
     def bus_client(self) -> Redis:
@@ -119,13 +141,15 @@ class RemoteStore:
         gcache's own (a factory's client for that loop can serve nobody else)."""
         loop = asyncio.get_running_loop()
         client = self._clients.pop(loop, None)
+        if self._last_loop() is loop:
+            self._last_loop, self._last_client = _no_loop, None
         if client is not None and (owned or self._owns_clients):
             await client.aclose()
 
     async def _call(self, operation: str, awaitable: Awaitable[T]) -> T:
         try:
             return await awaitable
-        except (RedisError, OSError, TimeoutError) as exc:
+        except REDIS_ERRORS as exc:
             raise RemoteError(operation, exc) from exc
 
     async def _script(self, script: Script, keys: list[str], args: list[Any]) -> Any:
@@ -149,20 +173,6 @@ class RemoteStore:
         t1 = time.monotonic_ns()
         self.clock.observe(t0, int(seconds) * 1_000_000 + int(micros), t1)
         self._namespace_ready = True
-
-    async def get(self, key: str) -> bytes | None:
-        """The stored bytes, or None. A bare GET: nothing stale can be stored under a key,
-        because invalidation deletes an entity's value keys in the same step that raises its
-        watermark, a flush deletes the namespace's before it returns, and the write script
-        refuses values computed before either.
-
-        Written flat, without the helpers the other operations use: this is the REMOTE-hit
-        path, and every coroutine layer between the caller and the socket costs on each wait."""
-        try:
-            raw: bytes | None = await self.client().get(key)  # type: ignore[assignment]
-        except (RedisError, OSError, TimeoutError) as exc:
-            raise RemoteError("read", exc) from exc
-        return raw
 
     def _keys(self, key: str, watermark_key: str | None) -> list[str]:
         if watermark_key is None:

@@ -17,9 +17,11 @@ import asyncio
 import contextvars
 import threading
 from collections.abc import Awaitable, Callable, Hashable
-from typing import Any
+from typing import Any, TypeVar
 
 __all__ = ["AsyncFlights", "SyncFlights"]
+
+T = TypeVar("T")
 
 
 class _Abandoned(Exception):
@@ -27,7 +29,13 @@ class _Abandoned(Exception):
 
 
 class AsyncFlights:
-    """Single-flight for coroutines on one or more asyncio loops."""
+    """Single-flight for coroutines on one or more asyncio loops.
+
+    Re-entry is only possible from the user's function (everything else a flight does is the
+    cache's own I/O), so the leader marks the key as "being led" only around that function:
+    ``token = flights.lead(key)`` ... ``flights.release(token)``. The REMOTE-hit path, which
+    never calls the function, pays nothing for it.
+    """
 
     def __init__(self) -> None:
         self._flights: dict[Hashable, asyncio.Future[Any]] = {}
@@ -35,37 +43,63 @@ class AsyncFlights:
             f"gcache_flights_{id(self):x}", default=frozenset()
         )
 
-    async def run(self, key: Hashable, compute: Callable[[], Awaitable[Any]]) -> Any:
+    def start(self, key: Hashable) -> asyncio.Future[Any] | None:
+        """Lead a flight of ``key`` on the running loop: its future, to end with :meth:`finish`
+        or :meth:`fail`; or None when one is already under way here (:meth:`run` joins it).
+
+        ``start``/``finish`` let the common case, no flight to join, run without a coroutine
+        of its own; :meth:`run` is the whole protocol in one call."""
+        loop = asyncio.get_running_loop()
+        future = self._flights.get(key)
+        if future is not None and future.get_loop() is loop:
+            return None
+        future = self._flights[key] = loop.create_future()
+        return future
+
+    def finish(self, key: Hashable, future: asyncio.Future[Any], result: Any) -> None:
+        """End a flight: its waiters get ``result``."""
+        future.set_result(result)
+        if self._flights.get(key) is future:
+            del self._flights[key]
+
+    def fail(self, key: Hashable, future: asyncio.Future[Any], error: BaseException) -> None:
+        """End a flight that raised: waiters get the same exception, or, when the leader was
+        cancelled (or the process is exiting), retry with one of them as the new leader."""
+        if isinstance(error, (asyncio.CancelledError, KeyboardInterrupt, SystemExit)):
+            future.set_exception(_Abandoned())
+        else:
+            future.set_exception(error)
+        future.exception()  # mark retrieved: no "never retrieved" warning without waiters
+        if self._flights.get(key) is future:
+            del self._flights[key]
+
+    async def run(self, key: Hashable, compute: Callable[..., Awaitable[T]], *args: Any) -> T:
+        """``await compute(*args)``, once for all concurrent callers of ``key`` on a loop."""
         while True:
-            loop = asyncio.get_running_loop()
-            future = self._flights.get(key)
-            if future is None or future.get_loop() is not loop:
+            future = self.start(key)
+            if future is not None:
                 break
             if key in self._leading.get():
-                return await compute()  # re-entered our own flight: waiting would deadlock
+                return await compute(*args)  # re-entered our own flight: waiting would deadlock
             try:
-                return await asyncio.shield(future)
+                result: T = await asyncio.shield(self._flights[key])
             except _Abandoned:
                 continue
-        future = loop.create_future()
-        self._flights[key] = future
-        token = self._leading.set(self._leading.get() | {key})
-        try:
-            result = await compute()
-        except BaseException as exc:
-            if isinstance(exc, (asyncio.CancelledError, KeyboardInterrupt, SystemExit)):
-                future.set_exception(_Abandoned())
-            else:
-                future.set_exception(exc)
-            future.exception()  # mark retrieved: no "never retrieved" warning without waiters
-            raise
-        else:
-            future.set_result(result)
             return result
-        finally:
-            self._leading.reset(token)
-            if self._flights.get(key) is future:
-                del self._flights[key]
+        try:
+            result = await compute(*args)
+        except BaseException as exc:
+            self.fail(key, future, exc)
+            raise
+        self.finish(key, future, result)
+        return result
+
+    def lead(self, key: Hashable) -> contextvars.Token[frozenset[Hashable]]:
+        """Mark ``key`` as led by this task (and the tasks it starts) until :meth:`release`."""
+        return self._leading.set(self._leading.get() | {key})
+
+    def release(self, token: contextvars.Token[frozenset[Hashable]]) -> None:
+        self._leading.reset(token)
 
 
 class _SyncFlight:

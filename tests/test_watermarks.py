@@ -352,7 +352,7 @@ def test_future_buffer_boundary_through_the_store(
     assert put(cache, vkey(), watermark - 1) == WriteResult.STALE
     assert put(cache, vkey(), watermark) == WriteResult.STALE  # refused when computed_at <= W
     assert put(cache, vkey(), watermark + 1) == WriteResult.STORED
-    raw = on_background(cache, lambda: cache._remote.get(vkey()))  # type: ignore[union-attr]
+    raw = on_background(cache, lambda: cache._remote.client().get(vkey()))  # type: ignore[union-attr]
     assert raw is not None and computed_at_of(raw) == watermark + 1
 
 
@@ -389,7 +389,7 @@ def test_flush_watermark_never_decreases_and_refuses_older_values(
 
     f1 = flush(cache)
     assert int(client.get(f"{NS}:flush")) == f1
-    raw = on_background(cache, lambda: cache._remote.get(vkey()))  # type: ignore[union-attr]
+    raw = on_background(cache, lambda: cache._remote.client().get(vkey()))  # type: ignore[union-attr]
     assert raw is None  # computed before the flush: the read script refuses it
     assert put(cache, vkey(), f1) == WriteResult.STALE
     assert put(cache, vkey("2"), f1 - 5_000_000, tracked=None) == WriteResult.STALE
@@ -575,7 +575,7 @@ def test_watermark_rule_property(
             assert result == expected, (op, entity_w, flush_w, current)
         for name, key in keys.items():
             assert stored_computed_at(client, key) == stored[name]
-            raw = on_background(cache, lambda k=key: cache._remote.get(k))  # type: ignore[union-attr,misc]
+            raw = on_background(cache, lambda k=key: cache._remote.client().get(k))  # type: ignore[union-attr,misc]
             # Readable exactly when the stored value is newer than every watermark so far.
             readable = stored[name] is not None and stored[name] > max(entity_w, flush_w)  # type: ignore[operator]
             assert (raw is not None) == readable
