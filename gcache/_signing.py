@@ -11,6 +11,7 @@ before handing a single payload byte to a deserializer.
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 from collections.abc import Sequence
 
@@ -66,27 +67,34 @@ def key_id(key: bytes) -> bytes:
 class Signer:
     """Signs with the first key; verifies with any of them."""
 
-    __slots__ = ("_key", "_key_id", "_keys")
+    __slots__ = ("_key_id", "_mac", "_macs")
 
     def __init__(self, keys: Sequence[bytes]) -> None:
         if not keys:
             raise ValueError("a Signer needs at least one key")
-        self._key = keys[0]
+        # Keyed HMAC states, copied per message: cheaper than keying a new HMAC each time.
+        self._macs: dict[bytes, hmac.HMAC] = {
+            key_id(key): hmac.new(key, digestmod=hashlib.sha256) for key in keys
+        }
         self._key_id = key_id(keys[0])
-        self._keys = {key_id(key): key for key in keys}
+        self._mac = self._macs[self._key_id]
 
     def sign(self, message: bytes) -> bytes:
         """``key id + tag`` (:data:`SIGNATURE_LEN` bytes)."""
-        return self._key_id + hmac.digest(self._key, message, "sha256")
+        mac = self._mac.copy()
+        mac.update(message)
+        return self._key_id + mac.digest()
 
     def verify(self, signature: bytes, message: bytes) -> str | None:
         """None when ``signature`` is a valid signature of ``message`` by an accepted key, else
         why not (for the log line)."""
         if len(signature) != SIGNATURE_LEN:
             return "truncated signature"
-        key = self._keys.get(signature[:KEY_ID_LEN])
-        if key is None:
+        keyed = self._macs.get(signature[:KEY_ID_LEN])
+        if keyed is None:
             return "signed with a key that is not accepted"
-        if not hmac.compare_digest(signature[KEY_ID_LEN:], hmac.digest(key, message, "sha256")):
+        mac = keyed.copy()
+        mac.update(message)
+        if not hmac.compare_digest(signature[KEY_ID_LEN:], mac.digest()):
             return "signature does not match"
         return None
