@@ -20,6 +20,7 @@ from bus._topic import check_future_buffer
 from ._burst_log import BurstLogger
 from ._bus_link import make_subscriber
 from ._cached import Runner, wrap_async, wrap_sync
+from ._codec import Codec
 from ._config import GCacheConfig, GCacheKeyConfig
 from ._exceptions import InvalidationError
 from ._keys import GCacheKey, IdArg, KeySpec
@@ -73,6 +74,7 @@ class GCache:
             timer=config.timer,
         )
         self._remote = RemoteStore(config) if config.has_redis else None
+        self._codec = Codec.for_config(config)
         self._clock: RedisClock | WallClock = (
             self._remote.clock if self._remote is not None else WallClock()
         )

@@ -38,7 +38,7 @@ import anyio
 
 from bus._retry import retry_async
 
-from ._codec import DecodeError, decode, encode, serialize
+from ._codec import DecodeError
 from ._config import GCacheKeyConfig
 from ._exceptions import KeyBuildError
 from ._keys import BadCall, KeySpec
@@ -91,6 +91,7 @@ class Runner:
         self.metrics: FunctionMetrics = cache._metrics.bind(spec.use_case, spec.key_type)
         self.local = cache._local
         self.remote = cache._remote
+        self.codec = cache._codec
         self.provider = cache.config.cache_config_provider
         self.namespace = cache.config.namespace
         # Tracked LOCAL hits are served only while the bus proves its staleness bound.
@@ -177,9 +178,9 @@ class Runner:
         metrics = self.metrics
         started = _perf()
         try:
-            computed_at, value = decode(raw)
+            computed_at, value = self.codec.decode(raw, fill.remote_key)  # type: ignore[arg-type]
         except DecodeError as exc:
-            self.failed("remote", "decode", exc)
+            self.failed("remote", exc.reason, exc)
             metrics.miss_remote()
             return MISS
         metrics.load.observe(_perf() - started)
@@ -199,7 +200,7 @@ class Runner:
         metrics = self.metrics
         started = _perf()
         try:
-            payload = serialize(value)
+            payload = self.codec.serialize(value)
         except Exception as exc:
             self.failed("remote", "unserializable", exc)
             return None
@@ -282,7 +283,7 @@ class Runner:
         if remaining <= 0:
             self.metrics.disabled("remote", "redis_slow")
             return True
-        encoded = encode(payload, computed_at)
+        encoded = self.codec.encode(payload, computed_at, fill.remote_key)
         config = self.cache.config
         with anyio.move_on_after(remaining) as deadline:
             try:

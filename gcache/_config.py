@@ -9,10 +9,13 @@ from __future__ import annotations
 import math
 import re
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING, Any, Literal
+
+from ._serializers import SERIALIZERS, SerializerName
+from ._signing import signing_keys
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
@@ -224,10 +227,25 @@ class GCacheConfig:
     """Errors of one kind are logged once per interval; the rest are counted and summarised."""
     timer: Callable[[], float] = time.monotonic
     """Monotonic clock for LOCAL expiry; tests inject a fake one."""
+    serializer: SerializerName = "pickle"
+    """How values are stored in Redis: ``"pickle"`` (any picklable value) or ``"json"`` (orjson:
+    only JSON-safe values are cached, and they come back as JSON gives them, tuples as lists).
+    A reader treats values written with the other serializer as misses (README: "Security")."""
+    signing_key: bytes | str | None = field(default=None, repr=False)
+    """Turns on HMAC-SHA256 signing of REMOTE values (at least 16 bytes; str is UTF-8 encoded):
+    values are signed with this key, and a value that is unsigned or does not verify is a miss,
+    never deserialized. Without it, pickle trusts everyone who can write to the Redis."""
+    accepted_signing_keys: Sequence[bytes | str] = field(default=(), repr=False)
+    """Further keys that verify but never sign: the old key after a rotation, or the next key
+    before every replica has it (README: "Security")."""
 
     def __post_init__(self) -> None:
         if not callable(self.cache_config_provider):
             raise TypeError("cache_config_provider must be callable")
+        if self.serializer not in SERIALIZERS:
+            raise ValueError(f"serializer must be 'pickle' or 'json', got {self.serializer!r}")
+        signing_keys(self.signing_key, self.accepted_signing_keys)  # raises for a bad key
+        object.__setattr__(self, "accepted_signing_keys", tuple(self.accepted_signing_keys))
         if self.redis_config is not None and self.redis_client_factory is not None:
             raise ValueError("give redis_config or redis_client_factory, not both")
         if not isinstance(self.namespace, str) or not _NAMESPACE_RE.fullmatch(self.namespace):

@@ -2,13 +2,27 @@
 
 from __future__ import annotations
 
+import dataclasses
+import datetime
 import pickle
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gcache._codec import HEADER_LEN, DecodeError, computed_at_of, decode, encode, serialize
+from gcache._codec import (
+    HEADER_LEN,
+    Codec,
+    DecodeError,
+    computed_at_of,
+    decode,
+    encode,
+    serialize,
+)
+from gcache._serializers import JSON, PICKLE, Serializer
+from gcache._signing import KEY_ID_LEN, SIGNATURE_LEN, Signer, key_id
 
 values = st.recursive(
     st.none()
@@ -54,3 +68,213 @@ def test_a_corrupt_payload_is_a_decode_error_not_anything_else() -> None:
         decode(raw)
     with pytest.raises((pickle.PicklingError, AttributeError, TypeError)):
         serialize(lambda: None)
+
+
+# -- formats: serializer id, version, signing ----------------------------------------------
+
+KEY = "gcache:v:GetUser:user_id=1"
+K1 = b"k1-0123456789abcdef"
+K2 = b"k2-0123456789abcdef"
+
+
+class CountingLoads:
+    """A deserializer that counts its calls: 'never deserialized' is then an assertion."""
+
+    def __init__(self, loads: Callable[[bytes], Any]) -> None:
+        self.loads = loads
+        self.calls = 0
+
+    def __call__(self, data: bytes) -> Any:
+        self.calls += 1
+        return self.loads(data)
+
+
+def spied(serializer: Serializer, *keys: bytes) -> tuple[Codec, CountingLoads]:
+    loads = CountingLoads(serializer.loads)
+    spy = Serializer(serializer.name, serializer.id, serializer.dumps, loads)
+    return Codec(spy, Signer(keys) if keys else None), loads
+
+
+def codec(serializer: Serializer = PICKLE, *keys: bytes) -> Codec:
+    return Codec(serializer, Signer(keys) if keys else None)
+
+
+def stored(c: Codec, value: object, computed_at: int = 1234, key: str = KEY) -> bytes:
+    return c.encode(c.serialize(value), computed_at, key)
+
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**64 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(alphabet=st.characters(blacklist_categories=("Cs",))),
+    lambda children: st.lists(children) | st.dictionaries(st.text(max_size=5), children),
+    max_leaves=20,
+)
+
+
+@given(json_values, st.integers(0, 10**16 - 1), st.booleans())
+def test_json_round_trip(value: object, computed_at: int, signed: bool) -> None:
+    c = codec(JSON, *((K1,) if signed else ()))
+    raw = stored(c, value, computed_at)
+    assert raw[:4] == (b"GC\x02j" if signed else b"GC\x01j")
+    assert c.decode(raw, KEY) == (computed_at, value)
+    assert computed_at_of(raw) == computed_at
+
+
+@given(values, st.integers(0, 10**16 - 1))
+def test_signed_round_trip_keeps_the_timestamp_where_the_script_reads_it(
+    value: object, computed_at: int
+) -> None:
+    c = codec(PICKLE, K1)
+    raw = stored(c, value, computed_at)
+    assert raw[:4] == b"GC\x02p"
+    assert c.decode(raw, KEY) == (computed_at, value)
+    assert raw[4:HEADER_LEN].decode().isdigit() and int(raw[4:HEADER_LEN]) == computed_at
+    assert len(raw) == HEADER_LEN + SIGNATURE_LEN + len(PICKLE.dumps(value))
+
+
+def test_unsigned_pickle_layout_is_unchanged() -> None:
+    """Values written before formats existed are still read: a library upgrade is not a flush."""
+    assert encode(b"payload", 42) == b"GC\x01p0000000000000042payload"
+    assert codec().decode(b"GC\x01p0000000000000042" + pickle.dumps("v"), KEY) == (42, "v")
+
+
+READERS = {
+    "pickle": (PICKLE,),
+    "json": (JSON,),
+    "pickle signed": (PICKLE, K1),
+    "json signed": (JSON, K1),
+}
+
+
+def _reason(writer: tuple[Any, ...], reader: tuple[Any, ...]) -> str:
+    if len(reader) > 1 and len(writer) == 1:
+        return "unsigned"
+    return "format"
+
+
+@pytest.mark.parametrize("reader", sorted(READERS))
+@pytest.mark.parametrize("writer", sorted(READERS))
+def test_a_reader_reads_only_its_own_format_and_never_deserializes_another(
+    writer: str, reader: str
+) -> None:
+    raw = stored(codec(*READERS[writer]), {"a": [1, 2]})
+    c, loads = spied(*READERS[reader])
+    if writer == reader:
+        assert c.decode(raw, KEY) == (1234, {"a": [1, 2]})
+        assert loads.calls == 1
+        return
+    with pytest.raises(DecodeError) as caught:
+        c.decode(raw, KEY)
+    assert caught.value.reason == _reason(READERS[writer], READERS[reader])
+    assert loads.calls == 0
+
+
+@pytest.mark.parametrize("header", [b"GC\x03p", b"GC\x01x", b"GC\x00j", b"GC\x02?"])
+def test_an_unknown_version_or_serializer_is_a_format_miss(header: bytes) -> None:
+    for reader in READERS.values():
+        c, loads = spied(*reader)
+        with pytest.raises(DecodeError) as caught:
+            c.decode(header + b"0" * 16 + pickle.dumps(1), KEY)
+        assert caught.value.reason == "format"
+        assert loads.calls == 0
+
+
+def test_a_signed_value_is_bound_to_its_redis_key() -> None:
+    raw = stored(codec(PICKLE, K1), "v", key="gcache:v:a")
+    c, loads = spied(PICKLE, K1)
+    for other in ("gcache:v:b", "gcache:v:a ", "", "gcache:v:"):
+        with pytest.raises(DecodeError) as caught:
+            c.decode(raw, other)
+        assert caught.value.reason == "signature"
+    assert loads.calls == 0
+    assert c.decode(raw, "gcache:v:a") == (1234, "v")
+
+
+def test_key_rotation() -> None:
+    """The first key signs, every listed key verifies, a key dropped from the list does not."""
+    old = stored(codec(PICKLE, K1), "old")
+    new = stored(codec(PICKLE, K2, K1), "new")
+    assert new[HEADER_LEN : HEADER_LEN + KEY_ID_LEN] == key_id(K2)
+    assert codec(PICKLE, K2, K1).decode(old, KEY) == (1234, "old")
+    assert codec(PICKLE, K1, K2).decode(new, KEY) == (1234, "new")  # step 1: K2 accepted first
+    c, loads = spied(PICKLE, K2)
+    with pytest.raises(DecodeError, match="not accepted") as caught:
+        c.decode(old, KEY)
+    assert caught.value.reason == "signature"
+    assert loads.calls == 0
+
+
+def test_a_forged_key_id_does_not_help() -> None:
+    """Naming an accepted key's id is not enough: the tag is checked under that key."""
+    raw = bytearray(stored(codec(PICKLE, K2), "v"))
+    raw[HEADER_LEN : HEADER_LEN + KEY_ID_LEN] = key_id(K1)
+    c, loads = spied(PICKLE, K1)
+    with pytest.raises(DecodeError, match="does not match"):
+        c.decode(bytes(raw), KEY)
+    assert loads.calls == 0
+
+
+@given(st.data())
+def test_every_single_byte_change_to_a_signed_value_is_refused_before_deserializing(
+    data: st.DataObject,
+) -> None:
+    raw = bytearray(stored(codec(PICKLE, K1), {"user": "1", "n": list(range(5))}))
+    at = data.draw(st.integers(0, len(raw) - 1))
+    raw[at] = data.draw(st.integers(0, 255).filter(lambda b: b != raw[at]))
+    c, loads = spied(PICKLE, K1)
+    with pytest.raises(DecodeError) as caught:
+        c.decode(bytes(raw), KEY)
+    assert caught.value.reason != "decode" or at < 2  # only a broken magic is "not ours"
+    assert loads.calls == 0
+
+
+@given(st.integers(0, 200))
+def test_truncated_signed_values_are_refused_before_deserializing(cut: int) -> None:
+    raw = stored(codec(JSON, K1), {"a": list(range(20))})
+    if cut >= len(raw):
+        return
+    c, loads = spied(JSON, K1)
+    with pytest.raises(DecodeError):
+        c.decode(raw[:cut], KEY)
+    assert loads.calls == 0
+
+
+@given(
+    st.sampled_from([b"", b"GC", b"GC\x02p", b"GC\x01p", b"GC\x02p0000000000001234"]), st.binary()
+)
+def test_junk_never_reaches_the_deserializer_in_signed_mode(prefix: bytes, junk: bytes) -> None:
+    c, loads = spied(PICKLE, K1)
+    with pytest.raises(DecodeError):
+        c.decode(prefix + junk, KEY)
+    assert loads.calls == 0
+
+
+@dataclasses.dataclass
+class _Point:
+    x: int
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        datetime.datetime(2024, 1, 1),
+        _Point(1),
+        {1, 2},
+        {1: "non-str key"},
+        object(),
+        2**64,
+        b"bytes",
+    ],
+    ids=lambda v: type(v).__name__,
+)
+def test_json_refuses_what_it_cannot_give_back(value: object) -> None:
+    with pytest.raises(TypeError):
+        JSON.dumps(value)
+
+
+def test_json_gives_tuples_back_as_lists() -> None:
+    c = codec(JSON)
+    assert c.decode(stored(c, {"t": (1, 2)}), KEY)[1] == {"t": [1, 2]}
