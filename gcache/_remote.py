@@ -14,17 +14,18 @@ import weakref
 from collections.abc import Awaitable
 from typing import Any, TypeVar
 
-from redis.asyncio import Redis
+from redis.asyncio import Redis, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
 
 from bus._clock import RedisClock
+from bus._cluster import REDIS_ERRORS, AnyRedis
+from bus._flush_copies import create_flush_copies, flush_copy_for
 from bus._names import flush_key
 from bus._scripts import Script
 from bus._topic import Topic
 
-from ._config import DEFAULT_SOCKET_TIMEOUT, BusConfig, GCacheConfig
+from ._config import DEFAULT_SOCKET_TIMEOUT, BusConfig, GCacheConfig, RedisConfig
 from ._exceptions import GCacheError
 from ._scripts import CLOCK, WRITE
 
@@ -43,18 +44,28 @@ class RemoteError(GCacheError):
         self.kind = "timeout" if isinstance(cause, TimeoutError) else "redis"
 
 
-def _client_from(config: GCacheConfig) -> Redis:
-    if config.redis_client_factory is not None:
-        return config.redis_client_factory()
-    redis_config = config.redis_config
-    assert redis_config is not None
+def _connect(redis_config: RedisConfig, **overrides: Any) -> AnyRedis:
+    """A client for ``redis_config``: ``Redis``, or ``RedisCluster`` when ``cluster`` is set."""
     # Retries are ours (tenacity, bounded, only where safe); redis-py's own would stretch a
-    # cache read far past the configured timeout.
-    kwargs = redis_config.client_kwargs() | {"retry": Retry(NoBackoff(), 0)}
+    # cache read far past the configured timeout. On a Cluster, zero retries still follows
+    # MOVED/ASK redirections (a slot map refresh, no sleep) but gives up at once on a dead node
+    # or CLUSTERDOWN, so a read fails open within the socket timeouts.
+    kwargs = redis_config.client_kwargs() | {"retry": Retry(NoBackoff(), 0)} | overrides
+    if redis_config.cluster:
+        if redis_config.url is not None:
+            return RedisCluster.from_url(redis_config.url, **kwargs)
+        return RedisCluster(**kwargs)
     if redis_config.url is not None:
         client: Redis = Redis.from_url(redis_config.url, **kwargs)
         return client
     return Redis(**kwargs)
+
+
+def _client_from(config: GCacheConfig) -> AnyRedis:
+    if config.redis_client_factory is not None:
+        return config.redis_client_factory()
+    assert config.redis_config is not None
+    return _connect(config.redis_config)
 
 
 class RemoteStore:
@@ -73,7 +84,7 @@ class RemoteStore:
         )
         self.clock = RedisClock()
         self._owns_clients = config.redis_client_factory is None
-        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Redis] = (
+        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AnyRedis] = (
             weakref.WeakKeyDictionary()
         )
         self._max_age_us = int(config.watermark_ttl_sec * 1_000_000)
@@ -87,7 +98,7 @@ class RemoteStore:
 
     # -- clients --------------------------------------------------------------------------
 
-    def client(self) -> Redis:
+    def client(self) -> AnyRedis:
         """The client of the running event loop, created on first use."""
         loop = asyncio.get_running_loop()
         client = self._clients.get(loop)
@@ -95,7 +106,7 @@ class RemoteStore:
             client = self._clients[loop] = _client_from(self._config)
         return client
 
-    def bus_client(self) -> Redis:
+    def bus_client(self) -> AnyRedis:
         """A client for the bus subscriber: its own connection pool (a blocking XREAD must not
         hold one of the cache's connections), named ``<client_name>-bus``; a factory's client
         when a factory is configured."""
@@ -104,15 +115,11 @@ class RemoteStore:
             return config.redis_client_factory()
         redis_config = config.redis_config
         assert redis_config is not None
-        kwargs = redis_config.client_kwargs() | {
-            "retry": Retry(NoBackoff(), 0),
-            "client_name": f"{redis_config.client_name}-bus",
-            "socket_timeout": None,  # the subscriber bounds every read itself
-        }
-        if redis_config.url is not None:
-            client: Redis = Redis.from_url(redis_config.url, **kwargs)
-            return client
-        return Redis(**kwargs)
+        return _connect(
+            redis_config,
+            client_name=f"{redis_config.client_name}-bus",
+            socket_timeout=None,  # the subscriber bounds every read itself
+        )
 
     async def aclose(self, *, owned: bool = False) -> None:
         """Close the running loop's client if gcache created it or ``owned`` says the loop is
@@ -125,7 +132,7 @@ class RemoteStore:
     async def _call(self, operation: str, awaitable: Awaitable[T]) -> T:
         try:
             return await awaitable
-        except (RedisError, OSError, TimeoutError) as exc:
+        except REDIS_ERRORS as exc:
             raise RemoteError(operation, exc) from exc
 
     async def _script(self, script: Script, keys: list[str], args: list[Any]) -> Any:
@@ -145,9 +152,14 @@ class RemoteStore:
         if not self.clock_due:
             return
         t0 = time.monotonic_ns()
-        seconds, micros = await self._script(CLOCK, [self.flush_key], [])
+        seconds, micros, created = await self._script(CLOCK, [self.flush_key], [])
         t1 = time.monotonic_ns()
-        self.clock.observe(t0, int(seconds) * 1_000_000 + int(micros), t1)
+        now = int(seconds) * 1_000_000 + int(micros)
+        self.clock.observe(t0, now, t1)
+        client = self.client()
+        if created and isinstance(client, RedisCluster):
+            # This process made the namespace: it gives every slot its copy of F.
+            await self._call("flush_copies", create_flush_copies(client, self.namespace, now - 1))
         self._namespace_ready = True
 
     async def get(self, key: str) -> bytes | None:
@@ -160,16 +172,22 @@ class RemoteStore:
         path, and every coroutine layer between the caller and the socket costs on each wait."""
         try:
             raw: bytes | None = await self.client().get(key)  # type: ignore[assignment]
-        except (RedisError, OSError, TimeoutError) as exc:
+        except REDIS_ERRORS as exc:
             raise RemoteError("read", exc) from exc
         return raw
 
     def _keys(self, key: str, watermark_key: str | None) -> list[str]:
+        # On a Cluster the script may read only keys of the value's slot: F's copy for it.
+        flush = (
+            flush_copy_for(self.namespace, key)
+            if isinstance(self.client(), RedisCluster)
+            else self.flush_key
+        )
         if watermark_key is None:
-            return [key, self.flush_key]
-        # The entity's index shares the watermark's hash tag: "{ns}:w:{...}" -> "{ns}:i:{...}".
+            return [key, flush]
+        # The entity's index shares the watermark's hash tag: "ns:w:{...}" -> "ns:i:{...}".
         index = f"{self.namespace}:i:{watermark_key[len(self.namespace) + 3 :]}"
-        return [key, self.flush_key, watermark_key, index]
+        return [key, flush, watermark_key, index]
 
     async def put(
         self,
