@@ -21,9 +21,10 @@ from collections.abc import Sequence
 from typing import TextIO
 
 import anyio
-from redis.asyncio import Redis
+from redis.asyncio import Redis, RedisCluster
 
 from ._clock import RedisClock
+from ._cluster import AnyRedis
 from ._publisher import Publisher, PublishError
 from ._subscriber import Subscriber
 from ._wire import Event, FlushEvent
@@ -37,6 +38,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--url", default="redis://127.0.0.1:6379/0", help="Redis URL")
+    common.add_argument(
+        "--cluster", action="store_true", help="the URL names a node of a Redis Cluster"
+    )
     common.add_argument("--namespace", default="gcache")
     common.add_argument("--transport", choices=("streams", "pubsub"), default="streams")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -91,12 +95,18 @@ class _Printer:
         self._out.flush()
 
 
+def _client(url: str, cluster: bool) -> AnyRedis:
+    if cluster:
+        return RedisCluster.from_url(url, client_name="gcache-bus-tail")
+    return Redis.from_url(url, client_name="gcache-bus-tail")
+
+
 async def _tail(args: argparse.Namespace, out: TextIO) -> None:
     clock = RedisClock()
     done = anyio.Event()
     printer = _Printer(out, clock, args.count, done)
     subscriber = Subscriber(
-        lambda: Redis.from_url(args.url, client_name="gcache-bus-tail"),
+        lambda: _client(args.url, args.cluster),
         printer,
         namespace=args.namespace,
         transport=args.transport,
@@ -116,7 +126,9 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
         with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how a tail usually ends
             anyio.run(_tail, args, out)
         return 0
-    publisher = Publisher.from_url(args.url, namespace=args.namespace, transport=args.transport)
+    publisher = Publisher.from_url(
+        args.url, cluster=args.cluster, namespace=args.namespace, transport=args.transport
+    )
     try:
         if args.command == "invalidate":
             entities = [(args.key_type, entity_id) for entity_id in args.ids]

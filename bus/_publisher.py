@@ -15,9 +15,9 @@ import weakref
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeVar
 
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
+from redis.asyncio import Redis, RedisCluster
 
+from ._cluster import REDIS_ERRORS, AnyRedis
 from ._metrics import BusMetrics
 from ._portal import BackgroundLoop
 from ._retry import retry_async
@@ -32,7 +32,7 @@ from ._topic import (
 __all__ = ["PublishError", "Publisher"]
 
 T = TypeVar("T")
-_RETRYABLE = (RedisError, OSError, TimeoutError)
+_RETRYABLE = REDIS_ERRORS
 
 
 class PublishError(Exception):
@@ -45,11 +45,12 @@ class Publisher:
     Build it with :meth:`from_url` (it then owns a client per event loop and closes them) or
     from an existing ``redis.asyncio.Redis`` (used as is, on the loop it belongs to; the sync
     methods then need a client not yet bound to another loop — prefer ``from_url`` for them).
+    A ``redis.asyncio.RedisCluster`` (or a factory returning one) publishes to a Redis Cluster.
     """
 
     def __init__(
         self,
-        client: Redis | Callable[[], Redis],
+        client: AnyRedis | Callable[[], AnyRedis],
         *,
         namespace: str = "gcache",
         transport: Transport = "streams",
@@ -65,14 +66,14 @@ class Publisher:
             stream_maxlen=stream_maxlen,
             watermark_ttl_sec=watermark_ttl_sec,
         )
-        if isinstance(client, Redis):
+        if isinstance(client, (Redis, RedisCluster)):
             given = client
-            self._factory: Callable[[], Redis] = lambda: given
+            self._factory: Callable[[], AnyRedis] = lambda: given
             self._owns = False
         else:
             self._factory = client
             self._owns = True
-        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Redis] = (
+        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AnyRedis] = (
             weakref.WeakKeyDictionary()
         )
         self._attempts = attempts
@@ -81,8 +82,13 @@ class Publisher:
         self._background = BackgroundLoop(f"gcache-bus-publisher-{namespace}")
 
     @classmethod
-    def from_url(cls, url: str, **options: Any) -> Publisher:
-        """A publisher with its own connections to ``url`` (``redis://`` or ``rediss://``)."""
+    def from_url(cls, url: str, *, cluster: bool = False, **options: Any) -> Publisher:
+        """A publisher with its own connections to ``url`` (``redis://`` or ``rediss://``);
+        ``cluster=True`` for a Redis Cluster (``url`` names any of its nodes)."""
+        if cluster:
+            return cls(
+                lambda: RedisCluster.from_url(url, client_name="gcache-publisher"), **options
+            )
         return cls(lambda: Redis.from_url(url, client_name="gcache-publisher"), **options)
 
     # -- async ----------------------------------------------------------------------------
@@ -158,14 +164,14 @@ class Publisher:
 
     # -- internals ------------------------------------------------------------------------
 
-    def _client(self) -> Redis:
+    def _client(self) -> AnyRedis:
         loop = asyncio.get_running_loop()
         client = self._clients.get(loop)
         if client is None:
             client = self._clients[loop] = self._factory()
         return client
 
-    async def _run(self, operation: Callable[[Redis], Awaitable[T]]) -> T:
+    async def _run(self, operation: Callable[[AnyRedis], Awaitable[T]]) -> T:
         try:
             return await retry_async(
                 lambda: operation(self._client()),

@@ -1,9 +1,16 @@
-"""Server-side Lua of the bus: raise watermarks and announce it, in one atomic step.
+"""Server-side Lua of the bus: raise watermarks and announce it.
 
 An invalidation that raised ``W(e)`` but whose event was lost would leave other replicas'
 LOCAL layers stale; an event without the raised watermark would let the REMOTE layer serve the
-old value. So both happen in one script, together with the sequence number that lets
-subscribers detect missed events.
+old value. On a single server both happen in one script (:data:`INVALIDATE`), together with the
+sequence number that lets subscribers detect missed events.
+
+On a Redis Cluster no script can span the entity's slot and the bus's slot, so an invalidation
+is two scripts, in this order: :data:`RAISE` on the entity's slot, then :data:`ANNOUNCE` on the
+namespace's slot. The caller learns of success only after both; if the announcement fails, the
+call raises and the caller retries (safe: ``W`` is a max). A watermark raised but not (yet)
+announced makes the REMOTE layer refuse the old value at once; LOCAL layers elsewhere keep it
+until the retried event arrives — the same window as an invalidation still in flight.
 
 Times are microseconds of Redis ``TIME``. Lua numbers are doubles, exact for integers below
 2**53 (year 2255 in microseconds); they are written with ``%.0f`` because ``tostring`` would
@@ -17,10 +24,20 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
-from redis.asyncio import Redis
 from redis.exceptions import NoScriptError
 
-__all__ = ["DRAIN", "FLUSH", "INVALIDATE", "Script"]
+from ._cluster import AnyRedis, ensure_initialized
+
+__all__ = [
+    "ANNOUNCE",
+    "DRAIN",
+    "FLUSH",
+    "INVALIDATE",
+    "POSITION",
+    "RAISE",
+    "SERVER_TIME",
+    "Script",
+]
 
 
 @dataclass(frozen=True)
@@ -34,13 +51,19 @@ class Script:
     def __post_init__(self) -> None:
         object.__setattr__(self, "sha", hashlib.sha1(self.source.encode()).hexdigest())
 
-    async def run(self, client: Redis, keys: list[str], args: list[Any]) -> Any:
+    async def run(self, client: AnyRedis, keys: list[str], args: list[Any]) -> Any:
         """Run on ``client``: EVALSHA, and EVAL once when the server does not know the script."""
+        await ensure_initialized(client)
         try:
             return await client.evalsha(self.sha, len(keys), *keys, *args)
         except NoScriptError:
             return await client.eval(self.source, len(keys), *keys, *args)
 
+
+_NOW = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+"""
 
 _ANNOUNCE = """
 local function announce(body)
@@ -50,50 +73,95 @@ local function announce(body)
     redis.call('PUBLISH', KEYS[2], body)
   end
 end
+-- parts: '[key_type,id,watermark]' JSON arrays. The sequence number comes from KEYS[1].
+local function announce_invalidation(parts, now)
+  local seq = redis.call('INCR', KEYS[1])
+  announce('{"v":1,"t":"inv","ns":' .. cjson.encode(ARGV[3]) .. ',"s":' .. seq .. ',"ts":'
+    .. string.format('%.0f', now) .. ',"e":[' .. table.concat(parts, ',') .. ']}')
+  return seq
+end
+"""
+
+_RAISE = """
+-- W(e) = max(W(e), now + buffer): a later, smaller buffer never shortens an earlier one. Then
+-- the entity's indexed value keys are deleted, so a REMOTE read needs no watermark check.
+local function raise(wkey, ikey, buffer, base_ttl, now)
+  local target = now + buffer
+  local cur = redis.call('GET', wkey)
+  if cur and tonumber(cur) >= target then
+    target = tonumber(cur)
+  elseif cur then
+    redis.call('SET', wkey, string.format('%.0f', target), 'KEEPTTL')
+  else
+    redis.call('SET', wkey, string.format('%.0f', target))
+  end
+  -- The watermark must outlive the values it guards and the buffer it extends into.
+  local want = base_ttl + math.floor(buffer / 1000)
+  if redis.call('PTTL', wkey) < want then redis.call('PEXPIRE', wkey, want) end
+  local listed = redis.call('SMEMBERS', ikey)
+  for k = 1, #listed, 500 do
+    redis.call('UNLINK', unpack(listed, k, math.min(k + 499, #listed)))
+  end
+  redis.call('UNLINK', ikey)
+  return string.format('%.0f', target)
+end
 """
 
 INVALIDATE = Script(
     "invalidate",
-    _ANNOUNCE
+    _NOW
+    + _ANNOUNCE
+    + _RAISE
     + """
+-- Single server: raise and announce in one atomic step.
 -- KEYS[1] sequence, KEYS[2] stream or channel, then per entity its watermark and its index
--- (the set of its cached value keys: deleted here, so a REMOTE read needs no watermark check)
 -- ARGV[1] transport, ARGV[2] stream max length, ARGV[3] namespace,
 -- ARGV[4] minimum watermark lifetime ms, then per entity: key_type, id, future buffer us.
--- W(e) = max(W(e), now + buffer): a later, smaller buffer never shortens an earlier one.
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local base_ttl = tonumber(ARGV[4])
 local parts, marks = {}, {}
 for i = 3, #KEYS, 2 do
   local j = 5 + (i - 3) / 2 * 3
-  local buffer = tonumber(ARGV[j + 2])
-  local target = now + buffer
-  local cur = redis.call('GET', KEYS[i])
-  if cur and tonumber(cur) >= target then
-    target = tonumber(cur)
-  elseif cur then
-    redis.call('SET', KEYS[i], string.format('%.0f', target), 'KEEPTTL')
-  else
-    redis.call('SET', KEYS[i], string.format('%.0f', target))
-  end
-  -- The watermark must outlive the values it guards and the buffer it extends into.
-  local want = base_ttl + math.floor(buffer / 1000)
-  if redis.call('PTTL', KEYS[i]) < want then redis.call('PEXPIRE', KEYS[i], want) end
-  local listed = redis.call('SMEMBERS', KEYS[i + 1])
-  for k = 1, #listed, 500 do
-    redis.call('UNLINK', unpack(listed, k, math.min(k + 499, #listed)))
-  end
-  redis.call('UNLINK', KEYS[i + 1])
-  local mark = string.format('%.0f', target)
+  local mark = raise(KEYS[i], KEYS[i + 1], tonumber(ARGV[j + 2]), base_ttl, now)
   marks[#marks + 1] = mark
   parts[#parts + 1] = '[' .. cjson.encode(ARGV[j]) .. ',' .. cjson.encode(ARGV[j + 1]) .. ','
     .. mark .. ']'
 end
-local seq = redis.call('INCR', KEYS[1])
-announce('{"v":1,"t":"inv","ns":' .. cjson.encode(ARGV[3]) .. ',"s":' .. seq .. ',"ts":'
-  .. string.format('%.0f', now) .. ',"e":[' .. table.concat(parts, ',') .. ']}')
+announce_invalidation(parts, now)
 return marks
+""",
+)
+
+RAISE = Script(
+    "raise",
+    _NOW
+    + _RAISE
+    + """
+-- Cluster, step 1 of an invalidation, on the entities' slot (every key here is in one slot).
+-- KEYS: per entity its watermark and its index. ARGV[1] minimum watermark lifetime ms, then
+-- per entity its future buffer us. Returns the new watermarks.
+local base_ttl = tonumber(ARGV[1])
+local marks = {}
+for i = 1, #KEYS, 2 do
+  marks[#marks + 1] = raise(KEYS[i], KEYS[i + 1], tonumber(ARGV[1 + (i + 1) / 2]), base_ttl, now)
+end
+return marks
+""",
+)
+
+ANNOUNCE = Script(
+    "announce",
+    _NOW
+    + _ANNOUNCE
+    + """
+-- Cluster, step 2 of an invalidation, on the namespace's slot: the event for watermarks that
+-- step 1 raised. KEYS[1] sequence, KEYS[2] stream or channel; ARGV[1] transport, ARGV[2] stream
+-- max length, ARGV[3] namespace, then per entity: key_type, id, watermark.
+local parts = {}
+for j = 4, #ARGV, 3 do
+  parts[#parts + 1] = '[' .. cjson.encode(ARGV[j]) .. ',' .. cjson.encode(ARGV[j + 1]) .. ','
+    .. ARGV[j + 2] .. ']'
+end
+return announce_invalidation(parts, now)
 """,
 )
 
@@ -101,7 +169,7 @@ FLUSH = Script(
     "flush",
     _ANNOUNCE
     + """
--- KEYS[1] sequence, KEYS[2] stream or channel, KEYS[3] flush watermark
+-- KEYS[1] sequence, KEYS[2] stream or channel, KEYS[3] flush watermark (all in one slot)
 -- ARGV[1] transport, ARGV[2] stream max length, ARGV[3] namespace, ARGV[4] future buffer us
 -- F = max(F, now + buffer), never expiring.
 local t = redis.call('TIME')
@@ -118,6 +186,33 @@ local seq = redis.call('INCR', KEYS[1])
 announce('{"v":1,"t":"flush","ns":' .. cjson.encode(ARGV[3]) .. ',"s":' .. seq .. ',"ts":'
   .. string.format('%.0f', now) .. ',"w":' .. mark .. '}')
 return mark
+""",
+)
+
+POSITION = Script(
+    "position",
+    """
+-- KEYS[1] stream, KEYS[2] sequence (one slot). ARGV[1] '' for the newest entry, else an id:
+-- the first entry after it. Returns {that entry's id or '', the sequence counter or '0'}: a
+-- subscriber's position and its baseline, read together.
+local found
+if ARGV[1] == '' then
+  found = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
+else
+  found = redis.call('XRANGE', KEYS[1], '(' .. ARGV[1], '+', 'COUNT', 1)
+end
+local id = ''
+if #found > 0 then id = found[1][1] end
+return {id, redis.call('GET', KEYS[2]) or '0'}
+""",
+)
+
+SERVER_TIME = Script(
+    "server_time",
+    """
+-- KEYS[1] any key: the script runs on the node that holds its slot (on a Cluster, the node whose
+-- clock stamps that slot's watermarks). Returns TIME.
+return redis.call('TIME')
 """,
 )
 

@@ -33,6 +33,13 @@ is ``t + max_staleness``.
 * Pub/sub: a ``PING`` sent at ``t`` on the subscribed connection is answered after every message
   published before it reached the server, in order; its ``PONG`` proves ``t``.
 
+On a Redis Cluster the same proofs hold on one node: the stream (and the channel's announcing
+script) lives in the namespace's slot, so every read, every drain and the subscribed connection
+go to the primary of that slot — the node where events are appended or published. After a
+failover or a slot migration the session fails (MOVED, connection lost), the client refreshes its
+slot map, and the next session sees another run id: a gap, so the LOCAL layer is flushed, because
+a replica promoted without some of the last events would never show them.
+
 Nothing else renews the deadline: a disconnect, a paused Redis or a stalled event loop simply
 let it pass, and the cache then bypasses LOCAL hits of tracked entries until a new proof.
 """
@@ -49,20 +56,21 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import anyio
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
+from redis.asyncio import RedisCluster
+from redis.asyncio.client import PubSub
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_random_exponential
 
 from ._clock import RedisClock
+from ._cluster import REDIS_ERRORS, AnyRedis, connection_kwargs, ensure_initialized
 from ._metrics import BusMetrics
 from ._names import bus_key, seq_key
-from ._scripts import DRAIN
+from ._scripts import DRAIN, POSITION, SERVER_TIME
 from ._topic import Transport
 from ._wire import Event, FlushEvent, UnknownEvent, WireError, decode
 
 __all__ = ["EventHandler", "Subscriber", "SubscriberState", "SubscriberStats"]
 
-_RETRYABLE = (RedisError, OSError, TimeoutError)
+_RETRYABLE = REDIS_ERRORS
 
 
 class SubscriberState(enum.Enum):
@@ -105,13 +113,14 @@ class _SessionEnded(Exception):
 class Subscriber:
     """Follows one namespace's bus on one Redis and feeds a handler.
 
-    ``client_factory`` returns a ``redis.asyncio.Redis``; it is called again after a failed
-    session. Run with ``await subscriber.run()`` (returns only when cancelled) in a task.
+    ``client_factory`` returns a ``redis.asyncio.Redis`` or ``RedisCluster``; it is called again
+    after a failed session. Run with ``await subscriber.run()`` (returns only when cancelled) in
+    a task.
     """
 
     def __init__(
         self,
-        client_factory: Callable[[], Redis],
+        client_factory: Callable[[], AnyRedis],
         handler: EventHandler,
         *,
         namespace: str = "gcache",
@@ -121,7 +130,7 @@ class Subscriber:
         clock: RedisClock | None = None,
         read_count: int = 1000,
         max_backoff: float = 2.0,
-        release_client: Callable[[Redis], Awaitable[None]] | None = None,
+        release_client: Callable[[AnyRedis], Awaitable[None]] | None = None,
     ) -> None:
         if transport not in ("streams", "pubsub"):
             raise ValueError(f"transport must be 'streams' or 'pubsub', got {transport!r}")
@@ -195,12 +204,13 @@ class Subscriber:
                 self._metrics.reconnects.inc()
         self._sessions += 1
         client = self._factory()
-        if client.connection_pool.connection_kwargs.get("decode_responses"):
+        if connection_kwargs(client).get("decode_responses"):
             raise TypeError(
                 "the bus subscriber needs a client with decode_responses=False "
                 "(it reads stream fields and PONG replies as bytes)"
             )
         try:
+            await ensure_initialized(client)
             if self.transport == "streams":
                 await self._follow_stream(client)
             else:
@@ -215,24 +225,29 @@ class Subscriber:
                 with anyio.CancelScope(shield=True):
                     await self._release(client)
 
-    async def _server_time(self, client: Redis) -> int:
+    async def _server_time(self, client: AnyRedis) -> int:
         t0 = time.monotonic_ns()
-        seconds, micros = await client.time()
+        # TIME of the node holding the bus: on a Cluster, the clock that stamps the events.
+        seconds, micros = await SERVER_TIME.run(client, [self._key], [])
         now = int(seconds) * 1_000_000 + int(micros)
         if self._clock is not None:
             self._clock.observe(t0, now, time.monotonic_ns())
         return now
 
-    async def _gap(self, client: Redis, reason: str) -> None:
+    async def _gap(self, client: AnyRedis, reason: str) -> None:
         self._gaps += 1
         if self._metrics is not None:
             self._metrics.gap(reason)
         self._handler.on_gap(reason, await self._server_time(client))
 
-    async def _check_server(self, client: Redis) -> bool:
+    async def _check_server(self, client: AnyRedis) -> bool:
         """True if this is another server than last time (restarted: its stream position and
         sequence mean nothing now)."""
-        info = await client.info("server")
+        if isinstance(client, RedisCluster):
+            node = client.get_node_from_key(self._key)
+            info = await client.info("server", target_nodes=node)
+        else:
+            info = await client.info("server")
         run_id = str(info.get("run_id", ""))
         restarted = self._run_id is not None and run_id != self._run_id
         self._run_id = run_id
@@ -241,19 +256,16 @@ class Subscriber:
             self._last_seq = None
         return restarted
 
-    async def _follow_stream(self, client: Redis) -> None:
+    async def _follow_stream(self, client: AnyRedis) -> None:
         with anyio.fail_after(self._read_timeout):
             restarted = await self._check_server(client)
             if self._last_id is None:
                 # First start (or a new server): begin at the current end, taking the position
                 # and the sequence counter in one transaction so the next event must be seq+1.
                 # Whatever the handler holds from before is not covered, hence the gap.
-                pipe = client.pipeline(transaction=True)
-                pipe.xrevrange(self._key, count=1)
-                pipe.get(self._seq_key)
-                newest, seq = await pipe.execute()
-                self._last_id = newest[0][0] if newest else b"0-0"
-                self._last_seq = int(seq or 0)
+                newest, seq = await POSITION.run(client, [self._key, self._seq_key], [""])
+                self._last_id = newest or b"0-0"
+                self._last_seq = int(seq)
                 await self._gap(client, "server_restarted" if restarted else "start")
             else:
                 # Resuming, but events after our position may be gone (trimmed, XTRIM, DEL) and
@@ -271,7 +283,7 @@ class Subscriber:
             with contextlib.suppress(asyncio.CancelledError):
                 await prober
 
-    async def _read_stream(self, client: Redis) -> None:
+    async def _read_stream(self, client: AnyRedis) -> None:
         position: bytes = self._last_id  # type: ignore[assignment]  # set by _follow_stream
         while True:
             sent = time.monotonic_ns()
@@ -298,7 +310,7 @@ class Subscriber:
                 self._observe_lag()
             self._renew(sent)
 
-    async def _prove_idle(self, client: Redis) -> None:
+    async def _prove_idle(self, client: AnyRedis) -> None:
         """Renew the proof while the stream is idle.
 
         Redis ends a ``BLOCK`` that ran out only on its cron tick (every 100 ms at the default
@@ -330,16 +342,13 @@ class Subscriber:
             self.fresh_until_ns = deadline
         self.state = SubscriberState.LIVE
 
-    async def _lost_since(self, client: Redis, last_id: bytes) -> str | None:
+    async def _lost_since(self, client: AnyRedis, last_id: bytes) -> str | None:
         """The gap reason if events were published after ``last_id`` that the stream no longer
         holds, else None."""
         if self._last_seq is None:
             return None  # no baseline: the sequence check on the next event decides
-        pipe = client.pipeline(transaction=True)
-        pipe.xrange(self._key, min=b"(" + last_id, max="+", count=1)
-        pipe.get(self._seq_key)
-        following, seq = await pipe.execute()
-        published = int(seq or 0)
+        following, seq = await POSITION.run(client, [self._key, self._seq_key], [last_id])
+        published = int(seq)
         if published < self._last_seq:
             return "sequence_reset"  # the counter went back: the bus was reset under us
         # With an entry after our position, the sequence check on applying it finds any jump.
@@ -347,8 +356,13 @@ class Subscriber:
             return "missed_events"
         return None
 
-    async def _follow_channel(self, client: Redis) -> None:
-        pubsub = client.pubsub()
+    async def _follow_channel(self, client: AnyRedis) -> None:
+        if isinstance(client, RedisCluster):
+            # The announcing scripts PUBLISH on the primary of the bus's slot; the PING proof
+            # needs the subscription on that same node.
+            pubsub: PubSub = client.pubsub(node=client.get_node_from_key(self._key))
+        else:
+            pubsub = client.pubsub()
         try:
             with anyio.fail_after(self._read_timeout):
                 await pubsub.subscribe(self._key)
@@ -384,7 +398,7 @@ class Subscriber:
             with anyio.CancelScope(shield=True):
                 await pubsub.aclose()  # type: ignore[no-untyped-call]
 
-    async def _apply(self, client: Redis, data: Any) -> None:
+    async def _apply(self, client: AnyRedis, data: Any) -> None:
         try:
             if not isinstance(data, (bytes, str)):
                 raise WireError(f"payload of type {type(data).__name__}")

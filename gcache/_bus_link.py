@@ -11,8 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from redis.asyncio import Redis
-
+from bus._cluster import AnyRedis
 from bus._metrics import BusMetrics
 from bus._subscriber import Subscriber
 from bus._wire import Event, FlushEvent
@@ -50,7 +49,7 @@ def make_subscriber(config: GCacheConfig, remote: RemoteStore, local: LocalCache
     assert bus is not None
     own_client = config.redis_client_factory is None
 
-    async def release(client: Redis) -> None:
+    async def release(client: AnyRedis) -> None:
         if own_client:  # a factory's client is its owner's to close
             await client.aclose()
 

@@ -19,7 +19,7 @@ from ._signing import signing_keys
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
-    from redis.asyncio import Redis
+    from redis.asyncio import Redis, RedisCluster
 
     from ._keys import GCacheKey
 
@@ -130,8 +130,13 @@ class RedisConfig:
     socket_connect_timeout: float = DEFAULT_SOCKET_TIMEOUT
     max_connections: int | None = None
     client_name: str = "gcache"
+    cluster: bool = False
+    """Redis Cluster: host/port or ``url`` name any node (the client finds the others), the
+    client is a ``redis.asyncio.RedisCluster`` and ``db`` must be 0 (README: "Scaling out")."""
 
     def __post_init__(self) -> None:
+        if self.cluster and self.db != 0:
+            raise ValueError(f"a Redis Cluster has only db 0, got db={self.db}")
         if not 0 < self.port < 65536:
             raise ValueError(f"port must be in 1..65535, got {self.port}")
         for name in ("socket_timeout", "socket_connect_timeout"):
@@ -199,9 +204,10 @@ class GCacheConfig:
 
     cache_config_provider: ConfigProvider
     redis_config: RedisConfig | None = None
-    redis_client_factory: Callable[[], Redis] | None = None
-    """Returns a ``redis.asyncio.Redis``. Called once per event loop that uses the cache (and once
-    for gcache's own background loop); it must not hand one client to two threads."""
+    redis_client_factory: Callable[[], Redis | RedisCluster] | None = None
+    """Returns a ``redis.asyncio.Redis`` (or a ``redis.asyncio.RedisCluster``). Called once per
+    event loop that uses the cache (and once for gcache's own background loop); it must not hand
+    one client to two threads."""
     bus: BusConfig | None = BusConfig()
     """The invalidation bus, used whenever Redis is configured. ``None`` turns the subscriber
     off: LOCAL entries are then as fresh as their TTL across replicas (invalidations are still

@@ -15,10 +15,11 @@ Key layout in Redis (``ns`` is the namespace)::
 
     ns:v:{key_type=id}:use_case:name=value&name=value   a cached value
     ns:w:{key_type=id}                                  the entity's watermark
-    ns:flush                                            the namespace's flush watermark
+    ns:flush:{ns}                                       the namespace's flush watermark
 
 The ``{...}`` hash tag keeps an entity's values and its watermark in one Redis Cluster slot, so
-the conditional-write script can read the watermark atomically.
+the conditional-write script can read the watermark atomically (the full layout, with the bus's
+keys and the Cluster's per-slot copies of the flush watermark, is in ``bus._names``).
 """
 
 from __future__ import annotations

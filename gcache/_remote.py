@@ -16,27 +16,24 @@ import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from redis.asyncio import Redis
+from redis.asyncio import Redis, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
 
 from bus._clock import RedisClock
+from bus._cluster import REDIS_ERRORS, AnyRedis
+from bus._flush_copies import create_flush_copies, flush_copy_for
 from bus._names import flush_key
 from bus._scripts import Script
 from bus._topic import Topic
 
-from ._config import DEFAULT_SOCKET_TIMEOUT, BusConfig, GCacheConfig
+from ._config import DEFAULT_SOCKET_TIMEOUT, BusConfig, GCacheConfig, RedisConfig
 from ._exceptions import GCacheError
 from ._scripts import CLOCK, WRITE
 
 __all__ = ["REDIS_ERRORS", "RemoteError", "RemoteStore", "kind_of"]
 
 T = TypeVar("T")
-
-
-REDIS_ERRORS = (RedisError, OSError, TimeoutError)
-"""What a Redis round trip can raise: everything the cache fails open on."""
 
 
 def kind_of(cause: BaseException) -> str:
@@ -54,18 +51,28 @@ class RemoteError(GCacheError):
         self.kind = kind_of(cause)
 
 
-def _client_from(config: GCacheConfig) -> Redis:
-    if config.redis_client_factory is not None:
-        return config.redis_client_factory()
-    redis_config = config.redis_config
-    assert redis_config is not None
+def _connect(redis_config: RedisConfig, **overrides: Any) -> AnyRedis:
+    """A client for ``redis_config``: ``Redis``, or ``RedisCluster`` when ``cluster`` is set."""
     # Retries are ours (tenacity, bounded, only where safe); redis-py's own would stretch a
-    # cache read far past the configured timeout.
-    kwargs = redis_config.client_kwargs() | {"retry": Retry(NoBackoff(), 0)}
+    # cache read far past the configured timeout. On a Cluster, zero retries still follows
+    # MOVED/ASK redirections (a slot map refresh, no sleep) but gives up at once on a dead node
+    # or CLUSTERDOWN, so a read fails open within the socket timeouts.
+    kwargs = redis_config.client_kwargs() | {"retry": Retry(NoBackoff(), 0)} | overrides
+    if redis_config.cluster:
+        if redis_config.url is not None:
+            return RedisCluster.from_url(redis_config.url, **kwargs)
+        return RedisCluster(**kwargs)
     if redis_config.url is not None:
         client: Redis = Redis.from_url(redis_config.url, **kwargs)
         return client
     return Redis(**kwargs)
+
+
+def _client_from(config: GCacheConfig) -> AnyRedis:
+    if config.redis_client_factory is not None:
+        return config.redis_client_factory()
+    assert config.redis_config is not None
+    return _connect(config.redis_config)
 
 
 def _no_loop() -> None:
@@ -88,11 +95,11 @@ class RemoteStore:
         )
         self.clock = RedisClock()
         self._owns_clients = config.redis_client_factory is None
-        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Redis] = (
+        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AnyRedis] = (
             weakref.WeakKeyDictionary()
         )
         self._last_loop: Callable[[], asyncio.AbstractEventLoop | None] = _no_loop
-        self._last_client: Redis | None = None
+        self._last_client: AnyRedis | None = None
         self._max_age_us = int(config.watermark_ttl_sec * 1_000_000)
         self._namespace_ready = False
         # What Redis may add to one cached call, all its round trips together (DESIGN §6).
@@ -104,7 +111,7 @@ class RemoteStore:
 
     # -- clients --------------------------------------------------------------------------
 
-    def client(self) -> Redis:
+    def client(self) -> AnyRedis:
         """The client of the running event loop, created on first use."""
         loop = asyncio.get_running_loop()
         # Nearly every call comes from the loop of the call before: skip the weak-dict lookup
@@ -117,7 +124,7 @@ class RemoteStore:
         self._last_loop, self._last_client = weakref.ref(loop), client
         return client
 
-    def bus_client(self) -> Redis:
+    def bus_client(self) -> AnyRedis:
         """A client for the bus subscriber: its own connection pool (a blocking XREAD must not
         hold one of the cache's connections), named ``<client_name>-bus``; a factory's client
         when a factory is configured."""
@@ -126,15 +133,11 @@ class RemoteStore:
             return config.redis_client_factory()
         redis_config = config.redis_config
         assert redis_config is not None
-        kwargs = redis_config.client_kwargs() | {
-            "retry": Retry(NoBackoff(), 0),
-            "client_name": f"{redis_config.client_name}-bus",
-            "socket_timeout": None,  # the subscriber bounds every read itself
-        }
-        if redis_config.url is not None:
-            client: Redis = Redis.from_url(redis_config.url, **kwargs)
-            return client
-        return Redis(**kwargs)
+        return _connect(
+            redis_config,
+            client_name=f"{redis_config.client_name}-bus",
+            socket_timeout=None,  # the subscriber bounds every read itself
+        )
 
     async def aclose(self, *, owned: bool = False) -> None:
         """Close the running loop's client if gcache created it or ``owned`` says the loop is
@@ -169,17 +172,28 @@ class RemoteStore:
         if not self.clock_due:
             return
         t0 = time.monotonic_ns()
-        seconds, micros = await self._script(CLOCK, [self.flush_key], [])
+        seconds, micros, created = await self._script(CLOCK, [self.flush_key], [])
         t1 = time.monotonic_ns()
-        self.clock.observe(t0, int(seconds) * 1_000_000 + int(micros), t1)
+        now = int(seconds) * 1_000_000 + int(micros)
+        self.clock.observe(t0, now, t1)
+        client = self.client()
+        if created and isinstance(client, RedisCluster):
+            # This process made the namespace: it gives every slot its copy of F.
+            await self._call("flush_copies", create_flush_copies(client, self.namespace, now - 1))
         self._namespace_ready = True
 
     def _keys(self, key: str, watermark_key: str | None) -> list[str]:
+        # On a Cluster the script may read only keys of the value's slot: F's copy for it.
+        flush = (
+            flush_copy_for(self.namespace, key)
+            if isinstance(self.client(), RedisCluster)
+            else self.flush_key
+        )
         if watermark_key is None:
-            return [key, self.flush_key]
-        # The entity's index shares the watermark's hash tag: "{ns}:w:{...}" -> "{ns}:i:{...}".
+            return [key, flush]
+        # The entity's index shares the watermark's hash tag: "ns:w:{...}" -> "ns:i:{...}".
         index = f"{self.namespace}:i:{watermark_key[len(self.namespace) + 3 :]}"
-        return [key, self.flush_key, watermark_key, index]
+        return [key, flush, watermark_key, index]
 
     async def put(
         self,

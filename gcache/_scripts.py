@@ -30,7 +30,8 @@ class WriteResult:
 WRITE = Script(
     "write",
     """
--- KEYS[1] value key, KEYS[2] flush watermark; tracked values also KEYS[3] entity watermark and
+-- KEYS[1] value key, KEYS[2] flush watermark (on a Cluster: its copy in the value's slot, see
+-- bus._flush_copies); tracked values also KEYS[3] entity watermark and
 -- KEYS[4] entity index (the set of the entity's value keys, which invalidation deletes)
 -- ARGV[1] computed_at, ARGV[2] ttl ms, ARGV[3] encoded value, ARGV[4] max age us
 local t = redis.call('TIME')
@@ -77,13 +78,14 @@ return 1
 CLOCK = Script(
     "clock",
     """
--- KEYS[1] flush watermark. Returns TIME; creates the flush watermark (just below it) if absent.
+-- KEYS[1] flush watermark. Returns TIME's two fields and 1 if it created the flush watermark
+-- (just below TIME) because it was absent, else 0.
 -- Every process takes this sample before it stamps its first computed_at, so a new namespace
 -- has a flush watermark before any value exists, and WRITE's "missing F" case means only one
 -- thing: Redis lost its data (and with it the entity watermarks).
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-redis.call('SET', KEYS[1], string.format('%.0f', now - 1), 'NX')
-return t
+local created = redis.call('SET', KEYS[1], string.format('%.0f', now - 1), 'NX')
+return {t[1], t[2], created and 1 or 0}
 """,
 )

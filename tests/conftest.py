@@ -14,7 +14,9 @@ import redis
 from prometheus_client import CollectorRegistry
 
 from gcache import GCache, GCacheConfig, RedisConfig
+from integration.redis_cluster import RedisClusterServers
 from integration.redis_server import RedisServer
+from tests.backends import Backend
 from tests.providers import BOTH, constant
 
 
@@ -42,6 +44,30 @@ def redis_url(redis_server: RedisServer) -> Iterator[str]:
     finally:
         client.close()
     yield redis_server.url
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[RedisClusterServers]:
+    """One private 3-master Redis Cluster shared by the whole session (started on first use).
+    Do not kill or pause its nodes in a test: start a cluster of your own for that."""
+    with RedisClusterServers.start() as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def cluster_url(redis_cluster: RedisClusterServers) -> str:
+    """URL of a node of the shared private Cluster, every node emptied before the test runs."""
+    redis_cluster.flushall()
+    return redis_cluster.url
+
+
+@pytest.fixture(params=["single", "cluster"])
+def backend(request: pytest.FixtureRequest) -> Backend:
+    """Runs the test twice: against the shared private server and the shared private Cluster
+    (both emptied first)."""
+    if request.param == "cluster":
+        return Backend(url=request.getfixturevalue("cluster_url"), cluster=True)
+    return Backend(url=request.getfixturevalue("redis_url"), cluster=False)
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ a per-namespace sequence number, and report failure after bounded retries (DESIG
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import Iterator
 from typing import Any
 
@@ -28,7 +27,8 @@ from bus import (
     Topic,
     decode,
 )
-from bus._names import bus_key, flush_key, seq_key, watermark_key
+from bus._names import bus_key, flush_copy_key, flush_key, seq_key, watermark_key
+from bus._slots import slot_tag
 from integration.redis_server import RedisServer, wait_until
 from tests.metric_values import metric
 
@@ -567,56 +567,28 @@ def test_publisher_from_a_client_factory(redis_url: str, client: redis.Redis) ->
 # -- Redis Cluster (DESIGN §5: "a Redis Cluster deployment must work for ... the bus") -------
 
 
-def _start_cluster_node() -> RedisServer:
-    """The cluster bus needs a second port (by default port + 10000, which may be out of range
-    or taken): give it a free one, and try again if another process grabbed it meanwhile."""
-    for attempt in range(5):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            bus_port = probe.getsockname()[1]
-        args = ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"]
-        try:
-            return RedisServer.start(extra_args=[*args, "--cluster-port", str(bus_port)])
-        except RuntimeError:
-            if attempt == 4:
-                raise
-    raise AssertionError("unreachable")
-
-
-@pytest.fixture
-def cluster_node() -> Iterator[RedisServer]:
-    """A one-node Redis Cluster owning every slot: cross-slot rules apply as on a real one."""
-    server = _start_cluster_node()
-    try:
-        admin = server.client()
-        try:
-            admin.execute_command("CLUSTER", "ADDSLOTSRANGE", 0, 16383)
-            wait_until(
-                lambda: b"cluster_state:ok" in admin.execute_command("CLUSTER", "INFO"),
-                timeout=20,
-            )
-        finally:
-            admin.close()
-        yield server
-    finally:
-        server.close()
-
-
-@pytest.mark.xfail(
-    strict=True,
-    raises=PublishError,
-    reason="BUG: bus/_topic.py publishes with one script over keys in different cluster "
-    "slots (seq, stream, watermarks): CROSSSLOT on Redis Cluster",
-)
-def test_publisher_works_on_redis_cluster(cluster_node: RedisServer) -> None:
-    url = cluster_node.url
-    with Publisher(lambda: AsyncRedisCluster.from_url(url), namespace=NS, attempts=1) as publisher:
-        mark = publisher.invalidate("user_id", "42")
+def test_publisher_works_on_redis_cluster(cluster_url: str) -> None:
+    """Invalidation and flush on a 3-master Cluster: the watermark in the entity's slot, F and
+    the stream in the namespace's slot, F's copy in every slot (bus._flush_copies)."""
+    with Publisher(
+        lambda: AsyncRedisCluster.from_url(cluster_url), namespace=NS, attempts=1
+    ) as publisher:
+        marks = publisher.invalidate_many([("user_id", str(n)) for n in range(20)])
         flushed = publisher.flushall()
-    check = redis.RedisCluster.from_url(url)
+    check = redis.RedisCluster.from_url(cluster_url)
     try:
-        assert int(check.get(watermark_key(NS, "user_id", "42"))) == mark
+        for n, mark in enumerate(marks):
+            assert int(check.get(watermark_key(NS, "user_id", str(n)))) == mark
         assert int(check.get(flush_key(NS))) == flushed
-        assert check.xlen(bus_key(NS)) == 2
+        events = [decode(fields[b"d"]) for _, fields in check.xrange(bus_key(NS))]
+        assert [event.seq for event in events] == [1, 2]
+        assert isinstance(events[0], InvalidateEvent)
+        assert [(k, i, w) for k, i, w in events[0].entities] == [
+            ("user_id", str(n), mark) for n, mark in enumerate(marks)
+        ]
+        assert isinstance(events[1], FlushEvent) and events[1].watermark == flushed
+        assert int(check.get(seq_key(NS))) == 2
+        copies = [flush_copy_key(NS, slot_tag(slot)) for slot in (0, 5000, 16383)]
+        assert [int(check.get(copy)) for copy in copies] == [flushed] * 3
     finally:
         check.close()

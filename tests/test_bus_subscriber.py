@@ -37,6 +37,7 @@ from bus import (
 )
 from bus._names import bus_key, seq_key
 from integration.redis_server import RedisServer, wait_until
+from tests.backends import Backend
 from tests.metric_values import metric
 
 NS = "subtest"
@@ -75,7 +76,7 @@ class Harness:
     def __init__(
         self,
         portal: BlockingPortal,
-        url: str,
+        url: str | Backend,
         transport: str,
         client_options: dict[str, Any] | None = None,
         **options: Any,
@@ -87,8 +88,13 @@ class Harness:
         options.setdefault("namespace", NS)
         options.setdefault("max_staleness_ms", STALENESS_MS)
         self.namespace = options["namespace"]
+        if isinstance(url, Backend):
+            factory = url.async_factory(client_name=CLIENT_NAME, **client_options)
+        else:
+            plain = url
+            factory = lambda: AsyncRedis.from_url(plain, client_name=CLIENT_NAME, **client_options)  # noqa: E731
         self.sub = Subscriber(
-            lambda: AsyncRedis.from_url(url, client_name=CLIENT_NAME, **client_options),
+            factory,
             self.handler,
             transport=transport,  # type: ignore[arg-type]
             metrics=BusMetrics(self.namespace, registry=self.registry),
@@ -152,7 +158,7 @@ def portal() -> Iterator[BlockingPortal]:
 def make_harness(portal: BlockingPortal) -> Iterator[Callable[..., Harness]]:
     made: list[Harness] = []
 
-    def make(url: str, transport: str, **options: Any) -> Harness:
+    def make(url: str | Backend, transport: str, **options: Any) -> Harness:
         harness = Harness(portal, url, transport, **options)
         made.append(harness)
         return harness
@@ -166,15 +172,28 @@ def make_harness(portal: BlockingPortal) -> Iterator[Callable[..., Harness]]:
 def make_publisher() -> Iterator[Callable[..., Publisher]]:
     made: list[Publisher] = []
 
-    def make(url: str, transport: str, **options: Any) -> Publisher:
+    def make(url: str | Backend, transport: str, **options: Any) -> Publisher:
         options.setdefault("namespace", NS)
-        publisher = Publisher.from_url(url, transport=transport, **options)
+        if isinstance(url, Backend):
+            publisher = Publisher(url.async_factory(), transport=transport, **options)  # type: ignore[arg-type]
+        else:
+            publisher = Publisher.from_url(url, transport=transport, **options)
         made.append(publisher)
         return publisher
 
     yield make
     for publisher in made:
         publisher.close()
+
+
+@pytest.fixture
+def checker(backend: Backend) -> Iterator[redis.Redis]:
+    """A synchronous client of the parametrised backend (a cluster client on a Cluster)."""
+    c = backend.client()
+    try:
+        yield c  # type: ignore[misc]
+    finally:
+        c.close()
 
 
 @pytest.fixture
@@ -225,23 +244,23 @@ def test_unknown_transport_is_refused(redis_url: str) -> None:
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_events_reach_the_handler_in_order(
-    redis_url: str,
-    client: redis.Redis,
+    backend: Backend,
+    checker: redis.Redis,
     make_harness: Callable[..., Harness],
     make_publisher: Callable[..., Publisher],
     transport: str,
 ) -> None:
-    harness = make_harness(redis_url, transport)
-    before = redis_now(client)
+    harness = make_harness(backend, transport)
+    before = redis_now(checker)
     harness.start()
     harness.wait_live()
-    after = redis_now(client)
+    after = redis_now(checker)
     # The first start is a gap (the handler may hold state from before), stamped with Redis time.
     [(reason, gap_time)] = harness.handler.gaps
     assert reason == FIRST_GAP[transport]
     assert before <= gap_time <= after
 
-    publisher = make_publisher(redis_url, transport)
+    publisher = make_publisher(backend, transport)
     published: list[tuple[str, Any]] = []
     for i in range(10):
         published.append(("inv", publisher.invalidate("user_id", str(i))))
@@ -265,7 +284,7 @@ def test_events_reach_the_handler_in_order(
             assert isinstance(event, InvalidateEvent)
             assert event.entities[0][2] == result
     if transport == "streams":
-        in_stream = [decode(f[b"d"]) for _, f in client.xrange(bus_key(NS))]
+        in_stream = [decode(f[b"d"]) for _, f in checker.xrange(bus_key(NS))]
         assert events == in_stream
 
     stats = harness.sub.statistics()
@@ -273,7 +292,7 @@ def test_events_reach_the_handler_in_order(
     assert (stats.events, stats.gaps, stats.reconnects, stats.malformed) == (len(events), 1, 0, 0)
     assert stats.last_seq == len(events)
     if transport == "streams":
-        [(newest_id, _)] = client.xrevrange(bus_key(NS), count=1)
+        [(newest_id, _)] = checker.xrevrange(bus_key(NS), count=1)
         assert stats.last_id == newest_id.decode()
     flushes = sum(isinstance(e, FlushEvent) for e in events)
     assert harness.metric("gcache_bus_events_total", type="flush") == flushes
@@ -290,14 +309,14 @@ def test_events_reach_the_handler_in_order(
 
 
 def test_streams_start_at_the_end_of_the_stream(
-    redis_url: str, make_harness: Callable[..., Harness], make_publisher: Callable[..., Publisher]
+    backend: Backend, make_harness: Callable[..., Harness], make_publisher: Callable[..., Publisher]
 ) -> None:
     """Old entries are not replayed on the first start (the 'start' gap covers them), and the
     sequence jump from nothing to 4 is not a second gap."""
-    publisher = make_publisher(redis_url, "streams")
+    publisher = make_publisher(backend, "streams")
     for i in range(3):
         publisher.invalidate("user_id", str(i))
-    harness = make_harness(redis_url, "streams")
+    harness = make_harness(backend, "streams")
     harness.start()
     harness.wait_live()
     publisher.invalidate("user_id", "new")
@@ -551,14 +570,14 @@ def test_trimmed_stream_is_a_gap_on_resume(
 
 
 def test_resume_after_stop_replays_what_it_missed(
-    redis_url: str,
+    backend: Backend,
     make_harness: Callable[..., Harness],
     make_publisher: Callable[..., Publisher],
 ) -> None:
     """Stopped and run again, a streams subscriber reads everything published meanwhile,
     in order and in several reads (read_count=3), with no gap."""
-    harness = make_harness(redis_url, "streams", read_count=3)
-    publisher = make_publisher(redis_url, "streams")
+    harness = make_harness(backend, "streams", read_count=3)
+    publisher = make_publisher(backend, "streams")
     harness.start()
     harness.wait_live()
     publisher.invalidate("user_id", "0")
@@ -636,12 +655,12 @@ def test_bus_reset_while_stopped_is_a_gap_on_resume(
 
 
 def test_resume_with_nothing_new_is_not_a_gap(
-    redis_url: str,
+    backend: Backend,
     make_harness: Callable[..., Harness],
     make_publisher: Callable[..., Publisher],
 ) -> None:
-    harness = make_harness(redis_url, "streams")
-    publisher = make_publisher(redis_url, "streams")
+    harness = make_harness(backend, "streams")
+    publisher = make_publisher(backend, "streams")
     harness.start()
     harness.wait_live()
     publisher.invalidate("user_id", "0")

@@ -454,7 +454,7 @@ def test_garbage_flush_watermark_fails_open(
     cache = replica(make_cache, server)
     calls = Calls()
     get_user = cached_user(cache, calls, sync=sync)
-    client.set("gcache:flush", b"not-a-number")
+    client.set("gcache:flush:{gcache}", b"not-a-number")
 
     for n in range(1, 3):
         assert call(sync, cache, get_user, str(n)) == {"id": str(n), "run": n, "by": ""}

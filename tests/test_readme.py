@@ -110,10 +110,10 @@ def test_every_python_block_runs(secret_server: RedisServer) -> None:
         if 'gcache.invalidate(key_type="user_id", id="12345")' in source:
             assert client.exists("gcache:w:{user_id=12345}")
         if "await gcache.aflushall()" in source:
-            assert client.exists("gcache:flush")
+            assert client.exists("gcache:flush:{gcache}")
         if "publisher.invalidate_many" in source:
             assert client.exists("gcache:w:{org_id=7}")
-            assert client.xlen("gcache:bus") >= 3
+            assert client.xlen("gcache:bus:{gcache}") >= 3
 
     async def run_all() -> None:
         for index, source in enumerate(blocks()):

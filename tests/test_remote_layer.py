@@ -13,6 +13,7 @@ from prometheus_client import CollectorRegistry
 from gcache import GCache
 from gcache._codec import decode
 from integration.redis_server import wait_until
+from tests.backends import Backend
 from tests.metric_values import metric
 from tests.providers import BOTH, REMOTE_ONLY, constant
 from tests.remote_helpers import (
@@ -40,9 +41,23 @@ def client(redis_url: str) -> Iterator[redis.Redis]:
     client.close()
 
 
+@pytest.fixture
+def checker(backend: Backend) -> Iterator[redis.Redis]:
+    """A synchronous client of the parametrised backend (a cluster client on a Cluster)."""
+    client = backend.client()
+    yield client  # type: ignore[misc]
+    client.close()
+
+
 def replica(
-    make_cache: Callable[..., GCache], url: str, config: object = REMOTE_ONLY, **fields: object
+    make_cache: Callable[..., GCache],
+    url: str | Backend,
+    config: object = REMOTE_ONLY,
+    **fields: object,
 ) -> GCache:
+    if isinstance(url, Backend):
+        fields.setdefault("redis_config", url.redis_config())
+        return make_cache(provider=constant(config), **fields)
     return make_cache(url=url, provider=constant(config), **fields)
 
 
@@ -53,14 +68,14 @@ def replica(
 @pytest.mark.parametrize("sync", [False, True], ids=["async", "sync"])
 def test_second_instance_gets_remote_hit(
     make_cache: Callable[..., GCache],
-    redis_url: str,
-    client: redis.Redis,
+    backend: Backend,
+    checker: redis.Redis,
     provider_config: object,
     sync: bool,
 ) -> None:
     a, b = (
-        replica(make_cache, redis_url, provider_config),
-        replica(make_cache, redis_url, provider_config),
+        replica(make_cache, backend, provider_config),
+        replica(make_cache, backend, provider_config),
     )
     calls_a, calls_b = Calls(), Calls()
     get_a = cached_user(a, calls_a, sync=sync, tag="a")
@@ -69,7 +84,7 @@ def test_second_instance_gets_remote_hit(
 
     first = call(a, get_a, "42")
     assert first == {"id": "42", "run": 1, "by": "a"}
-    assert len(value_keys(client, "gcache")) == 1
+    assert len(value_keys(checker, "gcache")) == 1
 
     served = call(b, get_b, "42")
     assert served == first  # A's computation, fetched from Redis
@@ -83,9 +98,9 @@ def test_second_instance_gets_remote_hit(
 
 @PROVIDERS
 def test_ainvalidate_on_other_instance_forces_recompute(
-    make_cache: Callable[..., GCache], redis_url: str, provider_config: object
+    make_cache: Callable[..., GCache], backend: Backend, provider_config: object
 ) -> None:
-    a, b, c = (replica(make_cache, redis_url, provider_config) for _ in range(3))
+    a, b, c = (replica(make_cache, backend, provider_config) for _ in range(3))
     calls_a, calls_b, calls_c = Calls(), Calls(), Calls()
     get_a = cached_user(a, calls_a, tag="a")
     get_b = cached_user(b, calls_b, tag="b")
@@ -113,9 +128,9 @@ def test_ainvalidate_on_other_instance_forces_recompute(
 
 @PROVIDERS
 def test_sync_invalidate_on_other_instance_forces_recompute(
-    make_cache: Callable[..., GCache], redis_url: str, provider_config: object
+    make_cache: Callable[..., GCache], backend: Backend, provider_config: object
 ) -> None:
-    a, b, c = (replica(make_cache, redis_url, provider_config) for _ in range(3))
+    a, b, c = (replica(make_cache, backend, provider_config) for _ in range(3))
     calls_a, calls_b, calls_c = Calls(), Calls(), Calls()
     get_a = cached_user(a, calls_a, sync=True, tag="a")
     get_b = cached_user(b, calls_b, sync=True, tag="b")
@@ -134,9 +149,9 @@ def test_sync_invalidate_on_other_instance_forces_recompute(
 
 
 def test_invalidation_reaches_only_tracked_functions_of_that_entity(
-    make_cache: Callable[..., GCache], redis_url: str
+    make_cache: Callable[..., GCache], backend: Backend
 ) -> None:
-    a, b = replica(make_cache, redis_url), replica(make_cache, redis_url)
+    a, b = replica(make_cache, backend), replica(make_cache, backend)
     tracked_a, untracked_a, tracked_b, untracked_b = Calls(), Calls(), Calls(), Calls()
     get_tracked_a = cached_user(a, tracked_a, use_case="Tracked", sync=True)
     get_untracked_a = cached_user(a, untracked_a, use_case="Untracked", tracked=False, sync=True)
@@ -159,11 +174,11 @@ def test_invalidation_reaches_only_tracked_functions_of_that_entity(
 
 
 def test_namespaces_do_not_see_each_other(
-    make_cache: Callable[..., GCache], redis_url: str, client: redis.Redis
+    make_cache: Callable[..., GCache], backend: Backend, checker: redis.Redis
 ) -> None:
-    alpha = replica(make_cache, redis_url, namespace="alpha")
-    beta = replica(make_cache, redis_url, namespace="beta")
-    alpha2 = replica(make_cache, redis_url, namespace="alpha")
+    alpha = replica(make_cache, backend, namespace="alpha")
+    beta = replica(make_cache, backend, namespace="beta")
+    alpha2 = replica(make_cache, backend, namespace="alpha")
     calls_alpha, calls_beta, calls_alpha2 = Calls(), Calls(), Calls()
     get_alpha = cached_user(alpha, calls_alpha, sync=True, tag="alpha")
     get_beta = cached_user(beta, calls_beta, sync=True, tag="beta")
@@ -177,19 +192,19 @@ def test_namespaces_do_not_see_each_other(
 
     # Invalidation is scoped too: alpha's invalidation leaves beta's value readable.
     alpha.invalidate(key_type="user_id", id="1")
-    beta2 = replica(make_cache, redis_url, namespace="beta")
+    beta2 = replica(make_cache, backend, namespace="beta")
     calls_beta2 = Calls()
     assert call_sync(beta2, cached_user(beta2, calls_beta2, sync=True), "1") == from_beta
     assert calls_beta2.count == 0
 
-    keys = all_keys(client)
+    keys = all_keys(checker)
     assert keys, "the calls above wrote nothing to Redis"
     alpha_keys = [k for k in keys if k.startswith(b"alpha:")]
     beta_keys = [k for k in keys if k.startswith(b"beta:")]
     assert sorted(alpha_keys + beta_keys) == keys  # every key starts with "<namespace>:"
     assert b"alpha:w:{user_id=1}" in alpha_keys
-    assert value_keys(client, "alpha") == []  # the invalidation deleted alpha's tracked value
-    assert len(value_keys(client, "beta")) == 1
+    assert value_keys(checker, "alpha") == []  # the invalidation deleted alpha's tracked value
+    assert len(value_keys(checker, "beta")) == 1
 
 
 def test_key_layout_matches_the_documented_one(
@@ -228,18 +243,18 @@ def test_key_layout_matches_the_documented_one(
     wait_until(all_stored_again, timeout=30, message="values stored after the flush")
 
     # ns:v:{key_type=id}:use_case:name=value&name=value | ns:w:{key_type=id} | ns:i:{key_type=id}
-    # | ns:flush
-    # (plus the invalidation bus's own keys, ns:bus and ns:bus:seq: see bus/_names.py)
+    # | ns:flush:{ns}
+    # (plus the invalidation bus's own keys, ns:bus:{ns} and ns:bus:seq:{ns}: see bus/_names.py)
     keys = set(all_keys(client))
     bus_keys = {k for k in keys if k.startswith(b"layout:bus")}
-    assert bus_keys <= {b"layout:bus", b"layout:bus:seq"}
+    assert bus_keys <= {b"layout:bus:{layout}", b"layout:bus:seq:{layout}"}
     assert keys - bus_keys == {
         b"layout:v:{user_id=42}:GetUser:page=!i2&query=a%3Ab%26c%3Dd",
         b"layout:v:{user_id=42}:GetUser:~id=!i42&page=!i2&query=x",
         b"layout:v:{org=o%201}:GetOrg:",
         b"layout:w:{user_id=42}",  # only tracked functions have a watermark...
         b"layout:i:{user_id=42}",  # ...and an index: the value keys invalidation deletes
-        b"layout:flush",
+        b"layout:flush:{layout}",
     }
     raw = client.get(b"layout:v:{user_id=42}:GetUser:page=!i2&query=a%3Ab%26c%3Dd")
     assert raw is not None
@@ -291,7 +306,7 @@ def test_flushall_removes_only_this_namespace(
     assert client.get("other:app:key") == b"keep me"
     assert client.get("app10:v:{user_id=1}:GetUser:") == b"a namespace that only shares a prefix"
     assert value_keys(client, "app2") == app2_keys_before
-    assert client.get(b"app1:flush") is not None
+    assert client.get(b"app1:flush:{app1}") is not None
     # This namespace's values are gone from Redis (the sweep gives the memory back).
     assert value_keys(client, "app1") == []
 
@@ -305,9 +320,9 @@ def test_flushall_removes_only_this_namespace(
 
 
 def test_flushall_drops_the_flushing_instance_local_layer(
-    make_cache: Callable[..., GCache], redis_url: str
+    make_cache: Callable[..., GCache], backend: Backend
 ) -> None:
-    cache = replica(make_cache, redis_url, BOTH)
+    cache = replica(make_cache, backend, BOTH)
     calls = Calls()
     get_user = cached_user(cache, calls, sync=True, tracked=False)
 
@@ -319,11 +334,11 @@ def test_flushall_drops_the_flushing_instance_local_layer(
 
 
 def test_flushall_reaches_the_local_layer_of_other_instances(
-    make_cache: Callable[..., GCache], redis_url: str
+    make_cache: Callable[..., GCache], backend: Backend
 ) -> None:
-    a = replica(make_cache, redis_url, BOTH)
+    a = replica(make_cache, backend, BOTH)
     b_registry = CollectorRegistry()  # B's own metrics, to tell its LOCAL hits apart
-    b = replica(make_cache, redis_url, BOTH, metrics_registry=b_registry)
+    b = replica(make_cache, backend, BOTH, metrics_registry=b_registry)
     calls_b = Calls()
     get_b = cached_user(b, calls_b, sync=True, tracked=False, tag="b")
     call_sync(b, get_b, "warm-up")  # starts B's bus subscriber ...

@@ -19,6 +19,7 @@ import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from bus._names import flush_key
 from gcache import GCache
 from gcache._codec import computed_at_of, encode, serialize
 from gcache._keys import watermark_key
@@ -85,7 +86,7 @@ def put(
     encoded = encode(serialize(payload if payload is not None else computed_at), computed_at)
     remote = cache._remote
     assert remote is not None
-    on_background(cache, lambda: remote.client().set(f"{NS}:flush", 0, nx=True))
+    on_background(cache, lambda: remote.client().set(flush_key(NS), 0, nx=True))
     watermark = None if tracked is None else wkey(tracked)
     return on_background(
         cache,
@@ -388,7 +389,7 @@ def test_flush_watermark_never_decreases_and_refuses_older_values(
     assert put(cache, vkey(), redis_time_us(client) - 1000) == WriteResult.STORED
 
     f1 = flush(cache)
-    assert int(client.get(f"{NS}:flush")) == f1
+    assert int(client.get(flush_key(NS))) == f1
     raw = on_background(cache, lambda: cache._remote.client().get(vkey()))  # type: ignore[union-attr]
     assert raw is None  # computed before the flush: the read script refuses it
     assert put(cache, vkey(), f1) == WriteResult.STALE
@@ -396,7 +397,7 @@ def test_flush_watermark_never_decreases_and_refuses_older_values(
     assert put(cache, vkey(), f1 + 1) == WriteResult.STORED
     f2 = flush(cache)
     assert f2 >= f1
-    assert int(client.get(f"{NS}:flush")) == f2
+    assert int(client.get(flush_key(NS))) == f2
 
 
 # -- late writes never replace newer values (regression) -----------------------------------
@@ -540,7 +541,7 @@ def test_watermark_rule_property(
     cache = property_cache  # fixtures are set up once for all the examples
     keys = {"a": vkey("1", "a"), "b": vkey("1", "b")}
     client.delete(*keys.values(), wkey("1"))  # reset between examples
-    client.set(f"{NS}:flush", 0)
+    client.set(flush_key(NS), 0)
 
     base = redis_time_us(client)
     entity_w = 0  # highest watermark returned so far
@@ -666,7 +667,7 @@ def test_a_write_after_redis_lost_its_data_refuses_older_values(
     not land: with no flush watermark the script starts one at its own time."""
     cache = replica(make_cache, redis_url)
     computed_before_loss = redis_time_us(client) - 1000
-    client.delete(f"{NS}:flush")  # what an empty restart leaves: no F, no W
+    client.delete(flush_key(NS))  # what an empty restart leaves: no F, no W
     remote = cache._remote
     assert remote is not None
     encoded = encode(serialize("stale"), computed_before_loss)
@@ -677,5 +678,5 @@ def test_a_write_after_redis_lost_its_data_refuses_older_values(
         ),
     )
     assert result == WriteResult.STALE
-    assert int(client.get(f"{NS}:flush")) > computed_before_loss
+    assert int(client.get(flush_key(NS))) > computed_before_loss
     assert client.get(vkey()) is None
