@@ -29,7 +29,14 @@ SCENARIOS = {
 PEER_SCENARIOS = {
     "peer_aiocache_memory_hit": "aiocache",
     "peer_cashews_mem_hit": "cashews",
+    "peer_cashews_client_side_hit": "cashews",
+    "peer_dialcache_local_hit": "dialcache",
     "peer_cashews_redis_hit": "cashews",
+    "peer_dialcache_tracked_remote_hit": "dialcache",
+    "peer_aiocache_memory_miss": "aiocache",
+    "peer_cashews_mem_miss": "cashews",
+    "peer_cashews_redis_miss": "cashews",
+    "peer_dialcache_miss": "dialcache",
 }
 """Peer scenario -> the package it needs (optional: the ``bench`` extra)."""
 PEER_TARGETS = {
