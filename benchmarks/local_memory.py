@@ -212,6 +212,9 @@ async def measure_local_memory(
     skipped: list[Skipped] = []
     entries = plan.memory_entries
     for name, title, package, bound in MEMORY_CONTENDERS:
+        if name != "gcache" and not plan.memory_peers:
+            progress(f"LOCAL memory: {title} not measured in a {plan.name} run")
+            continue
         if package is not None and not installed(package):
             reason = f"{package} not installed ({INSTALL_HINT})"
             skipped.append(Skipped(name=f"memory_{name}", title=title, reason=reason))

@@ -47,6 +47,9 @@ class Plan:
     """How long a reader waits for the new value before the trial counts as "never"."""
     memory_entries: int
     """LOCAL entries stored per contender in the memory scenario."""
+    memory_peers: bool = True
+    """Whether the memory scenario fills the peers' layers too (a process each), or gcache's
+    only (the quick run: spawning is most of its time)."""
 
     def __post_init__(self) -> None:
         for field in (
@@ -107,7 +110,8 @@ QUICK = Plan(
     apply_events=10_000,
     publish_batches=10,
     stampede_rounds=1,
-    fresh_trials=5,
+    fresh_trials=3,
     fresh_deadline_sec=0.2,
     memory_entries=20_000,
+    memory_peers=False,
 )

@@ -12,9 +12,12 @@ miss, or first after a pause.
 Peer libraries' hits (:mod:`.peers`), when installed, are per-call scenarios like any other,
 in the same rounds; those not installed are listed as skipped.
 
-The bus scenarios come after, each with its own alternation (see :mod:`.bus_throughput` and
-:mod:`.propagation`): they load the machine differently (a catch-up of many events, several
-processes), and must not run while a per-call round is being timed.
+Then the side-by-side scenarios with peers that are not per-call timings (stampede, cross-process
+freshness, LOCAL memory), each in its own module.
+
+The bus scenarios come after the rounds, each with its own alternation (see
+:mod:`.bus_throughput` and :mod:`.propagation`): they load the machine differently (a
+catch-up of many events, several processes), and must not run while a per-call round is timed.
 """
 
 from __future__ import annotations
