@@ -32,4 +32,12 @@ Modules, one concept each: :mod:`.plan` (how much work), :mod:`.subjects` (what 
 and publisher rates), :mod:`.propagation` (invalidation to other processes' LOCAL layers),
 :mod:`.replica` (one such other process), :mod:`.stats` (medians, spreads, percentiles),
 :mod:`.targets` (PASS/MISS), :mod:`.machine` (where it ran), :mod:`.report` (tables and JSON).
+
+Peers side by side (aiocache memory, cashews mem:// / redis:// / client_side, dialcache, plain
+redis-py): :mod:`.peer_caches` (how each library builds a cached function), :mod:`.peers` (their
+hits and misses in the per-call rounds), :mod:`.stampede` (1,000 concurrent misses of one key:
+function calls counted), :mod:`.fresh_read` with :mod:`.fresh_reader` and
+:mod:`.fresh_contenders` (after an update in one process, when another serves the new value, or
+"never"), :mod:`.local_memory` (LOCAL bytes per entry beyond the value, and the byte bound), and
+:mod:`.not_applicable` (what a peer cannot do, printed as "n/a: reason").
 """

@@ -1,80 +1,138 @@
-"""Peer libraries measured like gcache: the same warmed hit, through each one's own decorator.
+"""Peer libraries measured like gcache: the same warmed hit, and the same miss, through each
+one's own decorator (built by :mod:`.peer_caches`, as its documentation tells a user to).
 
-Each peer is used as its documentation tells a user to: aiocache's ``@cached`` with its memory
-backend (``Cache.MEMORY``, what ``aiocache.Cache(Cache.MEMORY)`` builds), cashews' ``@cache``
-after ``cache.setup("mem://")``, and cashews against the run's private ``redis-server``. The
-cached functions have the subjects' signature and result (:data:`~benchmarks.subjects.VALUE`
-for :data:`~benchmarks.subjects.ENTITY_ID`), and each is warmed before timing.
+Hits: aiocache's memory backend, cashews ``mem://`` and cashews client-side caching are LOCAL
+hits (compared with gcache's async LOCAL hit); cashews ``redis://`` and dialcache's tracked
+REMOTE-only read are REMOTE hits (compared with gcache's tracked REMOTE hit, and through it with a
+raw GET); dialcache's LOCAL hit is a LOCAL hit. Misses (a new id per call: the function runs and
+the value is written to every layer the peer has) are compared with gcache's async miss. The
+cached functions have the subjects' signature and result (:data:`~benchmarks.subjects.VALUE`).
 
 The peers are optional (``pip install -e '.[bench]'``), never runtime dependencies of gcache: a
-peer whose package is not installed is reported as skipped, and the run goes on without it. They
-are imported by name at run time (:func:`importlib.import_module`), so neither the package nor
-its type information is needed to type-check or import this module.
+peer whose package is not installed is reported as skipped, and the run goes on without it.
 
-Like gcache's scenarios, every timed round is checked: the cached body must not run (a hit), and
-the warm-up must have run it exactly once and returned the value.
+Like gcache's scenarios, every timed round is checked: for a hit the cached body must not run,
+for a miss it must run once per call; the warm-up must have run it exactly once and returned the
+value.
 """
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
+import itertools
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Final, cast
+from typing import Final, Literal
 
 from .checks import PathError
+from .peer_caches import (
+    INSTALL_HINT,
+    Body,
+    PeerCache,
+    aiocache_memory,
+    cashews_cache,
+    dialcache_cache,
+    installed,
+)
 from .scenarios import Scenario
 from .subjects import ENTITY_ID, VALUE, Profile
 from .timing import time_async_calls
 
-__all__ = ["PEERS", "Peer", "PeerScenarios", "Skipped", "prepare_peer_scenarios"]
+__all__ = [
+    "AIOCACHE_MEMORY",
+    "CASHEWS_MEM",
+    "PEERS",
+    "Peer",
+    "PeerScenarios",
+    "Skipped",
+    "prepare_peer_scenarios",
+]
 
-_TTL_SEC: Final = 3600  # far longer than any run, as for gcache's own subjects
-_INSTALL_HINT: Final = "pip install -e '.[bench]'"
+Kind = Literal["hit", "miss"]
+Build = Callable[[Body, str], Awaitable[PeerCache]]
+"""Builds the peer's cache around a body, given the run's private Redis URL."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Peer:
-    """One peer scenario: a package, and how its hit is compared."""
+    """One peer scenario: a package, what is timed, and how it is compared."""
 
     name: str
     title: str
     package: str
     """Import name of the package the scenario needs."""
+    kind: Kind
     io: bool
     baseline: str
-    """The gcache scenario (or raw baseline) this one is divided by."""
+    """The gcache scenario this one is divided by."""
+    build: Build
+
+
+async def _aiocache_memory(body: Body, redis_url: str) -> PeerCache:
+    return aiocache_memory(body)
+
+
+def _cashews(url: Callable[[str], str], name: str) -> Build:
+    async def build(body: Body, redis_url: str) -> PeerCache:
+        return await cashews_cache(body, url(redis_url), name)
+
+    return build
+
+
+def _dialcache(name: str, *, local: bool, remote: bool, tracked: bool) -> Build:
+    async def build(body: Body, redis_url: str) -> PeerCache:
+        return dialcache_cache(
+            body, redis_url, namespace=name, local=local, remote=remote, tracked=tracked
+        )
+
+    return build
+
+
+def _mem(redis_url: str) -> str:
+    return "mem://?size=1000000"  # room for every miss of a run: no eviction is timed
+
+
+def _redis(redis_url: str) -> str:
+    return redis_url
+
+
+def _client_side(redis_url: str) -> str:
+    return f"{redis_url}?client_side=true"
 
 
 AIOCACHE_MEMORY: Final = "peer_aiocache_memory_hit"
 CASHEWS_MEM: Final = "peer_cashews_mem_hit"
-CASHEWS_REDIS: Final = "peer_cashews_redis_hit"
 
 PEERS: Final = (
-    Peer(
-        name=AIOCACHE_MEMORY,
-        title="peer: aiocache memory hit",
-        package="aiocache",
-        io=False,
-        baseline="async_local_hit",
-    ),
-    Peer(
-        name=CASHEWS_MEM,
-        title="peer: cashews mem:// hit",
-        package="cashews",
-        io=False,
-        baseline="async_local_hit",
-    ),
-    Peer(
-        name=CASHEWS_REDIS,
-        title="peer: cashews redis:// hit",
-        package="cashews",
-        io=True,
-        baseline="raw_redis_get",
-    ),
-)
+    Peer(name=AIOCACHE_MEMORY, title="peer: aiocache memory hit", package="aiocache",
+         kind="hit", io=False, baseline="async_local_hit", build=_aiocache_memory),
+    Peer(name=CASHEWS_MEM, title="peer: cashews mem:// hit", package="cashews",
+         kind="hit", io=False, baseline="async_local_hit",
+         build=_cashews(_mem, "bench-mem")),
+    Peer(name="peer_cashews_client_side_hit", title="peer: cashews client_side hit",
+         package="cashews", kind="hit", io=False, baseline="async_local_hit",
+         build=_cashews(_client_side, "bench-cs")),
+    Peer(name="peer_dialcache_local_hit", title="peer: dialcache LOCAL hit",
+         package="dialcache", kind="hit", io=False, baseline="async_local_hit",
+         build=_dialcache("bench-dc-local", local=True, remote=False, tracked=False)),
+    Peer(name="peer_cashews_redis_hit", title="peer: cashews redis:// hit", package="cashews",
+         kind="hit", io=True, baseline="tracked_remote_hit",
+         build=_cashews(_redis, "bench-redis")),
+    Peer(name="peer_dialcache_tracked_remote_hit", title="peer: dialcache tracked REMOTE hit",
+         package="dialcache", kind="hit", io=True, baseline="tracked_remote_hit",
+         build=_dialcache("bench-dc-remote", local=False, remote=True, tracked=True)),
+    Peer(name="peer_aiocache_memory_miss", title="peer: aiocache memory miss",
+         package="aiocache", kind="miss", io=True, baseline="async_miss",
+         build=_aiocache_memory),
+    Peer(name="peer_cashews_mem_miss", title="peer: cashews mem:// miss", package="cashews",
+         kind="miss", io=True, baseline="async_miss", build=_cashews(_mem, "bench-mem-miss")),
+    Peer(name="peer_cashews_redis_miss", title="peer: cashews redis:// miss",
+         package="cashews", kind="miss", io=True, baseline="async_miss",
+         build=_cashews(_redis, "bench-redis-miss")),
+    Peer(name="peer_dialcache_miss", title="peer: dialcache LOCAL+REMOTE miss",
+         package="dialcache", kind="miss", io=True, baseline="async_miss",
+         build=_dialcache("bench-dc-miss", local=True, remote=True, tracked=False)),
+)  # fmt: skip
 """Every peer scenario, in table order."""
 
 
@@ -85,9 +143,6 @@ class Skipped:
     name: str
     title: str
     reason: str
-
-
-CachedFunction = Callable[[str], Awaitable[Profile]]
 
 
 @dataclass(slots=True)
@@ -103,68 +158,33 @@ class PeerScenarios:
             await close()
 
 
-def _installed(package: str) -> bool:
-    return importlib.util.find_spec(package) is not None
-
-
 async def prepare_peer_scenarios(redis_url: str) -> PeerScenarios:
     """Build, warm and check every installed peer's cached function; skip the others.
 
-    Must run on the event loop that will time them (the cashews Redis client is per loop).
+    Must run on the event loop that will time them (the peers' Redis clients are per loop).
     """
     fallbacks: Counter[str] = Counter()
-    functions: dict[str, CachedFunction] = {}
-    closers: list[Callable[[], Awaitable[object]]] = []
-    skipped: list[Skipped] = []
+    result = PeerScenarios(scenarios=[], skipped=[], closers=[])
 
-    def body(name: str) -> CachedFunction:
+    def body(name: str) -> Body:
         async def profile(user_id: str) -> Profile:
             fallbacks[name] += 1
             return VALUE
 
         return profile
 
-    for peer in PEERS:
-        if not _installed(peer.package):
-            reason = f"{peer.package} not installed ({_INSTALL_HINT})"
-            skipped.append(Skipped(name=peer.name, title=peer.title, reason=reason))
-
-    # The decorators are applied as calls, not with ``@``: the modules are imported by name and
-    # so typed ``Any``, and mypy --strict rejects an untyped decorator. The result is the same.
-    if _installed("aiocache"):
-        aiocache: Any = importlib.import_module("aiocache")
-        # aiocache 0.12 builds the backend from its class: a SimpleMemoryCache, the object
-        # ``aiocache.Cache(aiocache.Cache.MEMORY)`` returns.
-        decorated = aiocache.cached(ttl=_TTL_SEC, cache=aiocache.Cache.MEMORY)(
-            body(AIOCACHE_MEMORY)
-        )
-        functions[AIOCACHE_MEMORY] = cast("CachedFunction", decorated)
-        closers.append(decorated.cache.close)
-
-    if _installed("cashews"):
-        cashews: Any = importlib.import_module("cashews")
-        cashews.cache.setup("mem://")
-        functions[CASHEWS_MEM] = cast(
-            "CachedFunction", cashews.cache(ttl=_TTL_SEC)(body(CASHEWS_MEM))
-        )
-        closers.append(cashews.cache.close)
-        # A cache instance of its own, so the mem:// one above stays the global default.
-        redis_cache: Any = cashews.Cache(name="bench-redis")
-        redis_cache.setup(redis_url)
-        functions[CASHEWS_REDIS] = cast(
-            "CachedFunction", redis_cache(ttl=_TTL_SEC, prefix="bench-peer")(body(CASHEWS_REDIS))
-        )
-        closers.append(redis_cache.close)
-
-    result = PeerScenarios(scenarios=[], skipped=skipped, closers=closers)
     try:
         for peer in PEERS:
-            function = functions.get(peer.name)
-            if function is None:
+            if not installed(peer.package):
+                reason = f"{peer.package} not installed ({INSTALL_HINT})"
+                result.skipped.append(Skipped(name=peer.name, title=peer.title, reason=reason))
                 continue
+            cache = await peer.build(body(peer.name), redis_url)
+            result.closers.append(cache.aclose)
             # Warm: the first call runs the body and stores the value, the second must be a hit.
             runs_before = fallbacks[peer.name]
-            values = [await function(ENTITY_ID), await function(ENTITY_ID)]
+            with cache.enable():
+                values = [await cache.function(ENTITY_ID), await cache.function(ENTITY_ID)]
             ran = fallbacks[peer.name] - runs_before
             if ran != 1 or values != [VALUE, VALUE]:
                 raise PathError(
@@ -177,7 +197,7 @@ async def prepare_peer_scenarios(redis_url: str) -> PeerScenarios:
                     title=peer.title,
                     io=peer.io,
                     baseline=peer.baseline,
-                    measure=_measure(peer.name, function, fallbacks),
+                    measure=_measure(peer, cache, fallbacks),
                 )
             )
     except BaseException:
@@ -187,14 +207,24 @@ async def prepare_peer_scenarios(redis_url: str) -> PeerScenarios:
 
 
 def _measure(
-    name: str, function: CachedFunction, fallbacks: Counter[str]
+    peer: Peer, cache: PeerCache, fallbacks: Counter[str]
 ) -> Callable[[int], Awaitable[int]]:
+    fresh_ids = (f"{peer.name}-miss-{n}" for n in itertools.count())
+
     async def measure(calls: int) -> int:
-        runs_before = fallbacks[name]
-        elapsed = await time_async_calls(function, [ENTITY_ID] * calls)
-        ran = fallbacks[name] - runs_before
-        if ran:
-            raise PathError(f"{name}: not the path being measured: the body ran {ran} time(s)")
+        if peer.kind == "hit":
+            args, expected = [ENTITY_ID] * calls, 0
+        else:  # never asked for before: always a miss
+            args, expected = list(itertools.islice(fresh_ids, calls)), calls
+        runs_before = fallbacks[peer.name]
+        with cache.enable():
+            elapsed = await time_async_calls(cache.function, args)
+        ran = fallbacks[peer.name] - runs_before
+        if ran != expected:
+            raise PathError(
+                f"{peer.name}: not the path being measured: the body ran {ran} time(s), "
+                f"expected {expected}"
+            )
         return elapsed
 
     return measure

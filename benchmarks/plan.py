@@ -39,6 +39,17 @@ class Plan:
     """Events a subscriber applies per round (each a single-entity invalidation)."""
     publish_batches: int
     """``ainvalidate_many`` calls of :data:`PUBLISH_BATCH` entities per round."""
+    stampede_rounds: int
+    """Rounds of the 1,000-caller stampede, per contender."""
+    fresh_trials: int
+    """Cross-process freshness trials per contender (fewer for one retired as "never")."""
+    fresh_deadline_sec: float
+    """How long a reader waits for the new value before the trial counts as "never"."""
+    memory_entries: int
+    """LOCAL entries stored per contender in the memory scenario."""
+    memory_peers: bool = True
+    """Whether the memory scenario fills the peers' layers too (a process each), or gcache's
+    only (the quick run: spawning is most of its time)."""
 
     def __post_init__(self) -> None:
         for field in (
@@ -50,9 +61,14 @@ class Plan:
             "throughput_rounds",
             "apply_events",
             "publish_batches",
+            "stampede_rounds",
+            "fresh_trials",
+            "memory_entries",
         ):
             if getattr(self, field) < 1:
                 raise ValueError(f"{field} must be >= 1, got {getattr(self, field)!r}")
+        if self.fresh_deadline_sec <= 0:
+            raise ValueError(f"fresh_deadline_sec must be > 0, got {self.fresh_deadline_sec!r}")
 
     def calls(self, io: bool) -> int:
         """Calls per timed round for a scenario with (``io``) or without Redis round trips."""
@@ -78,6 +94,10 @@ FULL = Plan(
     throughput_rounds=3,
     apply_events=200_000,
     publish_batches=100,
+    stampede_rounds=5,
+    fresh_trials=50,
+    fresh_deadline_sec=1.0,
+    memory_entries=1_000_000,
 )
 QUICK = Plan(
     name="quick",
@@ -89,4 +109,9 @@ QUICK = Plan(
     throughput_rounds=3,
     apply_events=10_000,
     publish_batches=10,
+    stampede_rounds=1,
+    fresh_trials=3,
+    fresh_deadline_sec=0.2,
+    memory_entries=20_000,
+    memory_peers=False,
 )

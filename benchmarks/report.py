@@ -6,7 +6,9 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
+from .fresh_read import NEVER_STREAK
 from .machine import Machine
+from .not_applicable import NOT_APPLICABLE
 from .runner import RunResult
 from .targets import TargetResult
 
@@ -83,6 +85,10 @@ def _figure(value: float, unit: str) -> str:
         return f"{value:.3f} us"
     if unit == "/s":
         return f"{value:,.0f}/s"
+    if unit == "calls":
+        return f"{value:,.0f} calls"
+    if unit == "B":
+        return f"{value:,.0f} B"
     return f"{value:.3f}x"
 
 
@@ -95,15 +101,15 @@ def _target_rows(targets: Sequence[TargetResult]) -> list[tuple[str, ...]]:
             rounds = "(no rounds)"
         elif t.unit == "us":
             rounds = f"{t.low:.3f}-{t.high:.3f} us"
-        elif t.unit == "/s":
-            rounds = f"{t.low:,.0f}-{t.high:,.0f}/s"
+        elif t.unit in ("/s", "calls"):
+            rounds = f"{t.low:,.0f}-{_figure(t.high, t.unit)}"
         else:
             rounds = f"{t.low:.3f}x-{t.high:.3f}x"
         rows.append((t.title, value, limit, "PASS" if t.met else "MISS", rounds))
     return rows
 
 
-def _table(header: tuple[str, ...], rows: list[tuple[str, ...]], right: set[int]) -> list[str]:
+def _table(header: tuple[str, ...], rows: Sequence[tuple[str, ...]], right: set[int]) -> list[str]:
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
 
     def line(row: tuple[str, ...]) -> str:
@@ -138,6 +144,8 @@ def render(result: RunResult, targets: Sequence[TargetResult], machine: Machine)
         "",
         *_bus_lines(result),
         "",
+        *_peer_lines(result),
+        "",
         *_table(
             ("target", "value", "limit", "result", "rounds"),
             _target_rows(targets),
@@ -170,6 +178,77 @@ def _bus_lines(result: RunResult) -> list[str]:
             _propagation_rows(result),
             right={1, 2, 3, 4},
         ),
+    ]
+
+
+def _fresh_figure(trials: int, never: int, p50_ns: float | None, p99_ns: float | None) -> str:
+    if p50_ns is None or p99_ns is None:
+        return f"never (0 of {trials} trials)"
+    seen = f"{p50_ns / 1e6:.2f} / {p99_ns / 1e6:.2f} ms"
+    return seen if not never else f"{seen}; never in {never} of {trials} trials"
+
+
+def _peer_lines(result: RunResult) -> list[str]:
+    plan = result.plan
+    stampede_rows = [
+        (
+            s.title,
+            f"{s.callers:,}",
+            ", ".join(str(c) for c in s.calls),
+            f"{s.elapsed.median / 1e6:.1f}",
+        )
+        for s in result.stampedes.values()
+    ]
+    fresh_rows = []
+    for f in result.fresh_reads.values():
+        p = f.percentiles
+        fresh_rows.append(
+            (
+                f.title,
+                f"{f.trials}",
+                _fresh_figure(
+                    f.trials, f.never, None if p is None else p.p50, None if p is None else p.p99
+                ),
+                "-" if p is None else f"{p.maximum / 1e6:.2f}",
+            )
+        )
+    memory_rows = [
+        (m.title, f"{m.entries:,}", f"{m.overhead_per_entry:,.0f}", m.bound)
+        for m in result.memory.values()
+    ]
+    b = result.bound_check
+    deadline = next(iter(result.fresh_reads.values())).deadline_sec if result.fresh_reads else 0
+    return [
+        f"1,000 concurrent misses of one key on one event loop, {plan.stampede_rounds} round(s): "
+        "function calls per round",
+        "(1 = single-flight) and the median wall time of the stampede",
+        "",
+        *_table(
+            ("contender", "callers", "calls per round", "median ms"),
+            stampede_rows,
+            right={1, 3},
+        ),
+        "",
+        "cross-process freshness, writer and reader in two processes sharing only Redis: "
+        "after the writer's update",
+        "(database SET + invalidation through the library), time until the reader is served "
+        "the new value, p50 / p99;",
+        f"read every 1 ms, deadline {deadline:g} s (else 'never'; retired after {NEVER_STREAK} "
+        "nevers without a sample)",
+        "",
+        *_table(("contender", "trials", "p50 / p99", "max ms"), fresh_rows, right={1, 3}),
+        "",
+        "LOCAL layer memory: resident bytes per entry beyond the value (the value is one object "
+        "allocated before",
+        "the fill); one process per contender",
+        "",
+        *_table(("contender", "entries", "bytes/entry", "bounded by"), memory_rows, right={1, 2}),
+        f"gcache with max_local_bytes={b.max_bytes:,}, offered {b.entries_offered:,} entries: "
+        f"held {b.entries_held:,}, {b.bytes_accounted:,} bytes accounted, "
+        f"RSS +{b.rss_delta_bytes:,}",
+        "",
+        "not applicable:",
+        *(f"  {scenario}: {who}: n/a: {why}" for scenario, who, why in NOT_APPLICABLE),
     ]
 
 
@@ -238,6 +317,10 @@ def to_json(
             "throughput_rounds": plan.throughput_rounds,
             "apply_events": plan.apply_events,
             "publish_batches": plan.publish_batches,
+            "stampede_rounds": plan.stampede_rounds,
+            "fresh_trials": plan.fresh_trials,
+            "fresh_deadline_sec": plan.fresh_deadline_sec,
+            "memory_entries": plan.memory_entries,
         },
         "machine": machine.as_dict(),
         "value_bytes": result.value_bytes,
@@ -245,6 +328,49 @@ def to_json(
         "skipped": {s.name: {"title": s.title, "reason": s.reason} for s in result.skipped},
         "throughput": throughput,
         "propagation": propagation,
+        "stampede": {
+            name: {
+                "title": st.title,
+                "callers": st.callers,
+                "calls_per_round": list(st.calls),
+                "elapsed_ns_per_round": list(st.elapsed_ns),
+            }
+            for name, st in result.stampedes.items()
+        },
+        "fresh_reads": {
+            name: {
+                "title": f.title,
+                "trials": f.trials,
+                "never": f.never,
+                "deadline_sec": f.deadline_sec,
+                "samples": len(f.latencies_ns),
+                "p50_ns": None if f.percentiles is None else f.percentiles.p50,
+                "p99_ns": None if f.percentiles is None else f.percentiles.p99,
+                "max_ns": None if f.percentiles is None else f.percentiles.maximum,
+            }
+            for name, f in result.fresh_reads.items()
+        },
+        "local_memory": {
+            name: {
+                "title": m.title,
+                "entries": m.entries,
+                "rss_delta_bytes": m.rss_delta_bytes,
+                "overhead_bytes_per_entry": m.overhead_per_entry,
+                "bound": m.bound,
+            }
+            for name, m in result.memory.items()
+        },
+        "local_bound_check": {
+            "max_bytes": result.bound_check.max_bytes,
+            "entries_offered": result.bound_check.entries_offered,
+            "entries_held": result.bound_check.entries_held,
+            "bytes_accounted": result.bound_check.bytes_accounted,
+            "rss_delta_bytes": result.bound_check.rss_delta_bytes,
+        },
+        "not_applicable": [
+            {"scenario": scenario, "contender": who, "reason": why}
+            for scenario, who, why in NOT_APPLICABLE
+        ],
         "targets": {
             t.name: {
                 "title": t.title,

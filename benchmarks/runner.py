@@ -12,9 +12,12 @@ miss, or first after a pause.
 Peer libraries' hits (:mod:`.peers`), when installed, are per-call scenarios like any other,
 in the same rounds; those not installed are listed as skipped.
 
-The bus scenarios come after, each with its own alternation (see :mod:`.bus_throughput` and
-:mod:`.propagation`): they load the machine differently (a catch-up of many events, several
-processes), and must not run while a per-call round is being timed.
+Then the side-by-side scenarios with peers that are not per-call timings (stampede, cross-process
+freshness, LOCAL memory), each in its own module.
+
+The bus scenarios come after the rounds, each with its own alternation (see
+:mod:`.bus_throughput` and :mod:`.propagation`): they load the machine differently (a
+catch-up of many events, several processes), and must not run while a per-call round is timed.
 """
 
 from __future__ import annotations
@@ -27,10 +30,13 @@ from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
 from .bus_throughput import RateResult, measure_throughput
+from .fresh_read import FreshResult, measure_fresh_reads
+from .local_memory import BoundCheck, MemoryResult, measure_local_memory
 from .peers import PeerScenarios, Skipped, prepare_peer_scenarios
 from .plan import Plan
 from .propagation import LatencyResult, measure_propagation
 from .scenarios import RAW_KEY, Scenario, prepare_scenarios
+from .stampede import StampedeResult, measure_stampedes
 from .stats import Summary, paired_ratios, summarize
 from .subjects import Subjects
 
@@ -67,8 +73,16 @@ class RunResult:
     """The bus-throughput scenarios, by name, in table order."""
     propagation: dict[str, LatencyResult]
     """The propagation scenarios, by name, the raw baseline first."""
+    stampedes: dict[str, StampedeResult]
+    """1,000 concurrent misses of one key, by contender."""
+    fresh_reads: dict[str, FreshResult]
+    """Cross-process freshness after an update, by contender."""
+    memory: dict[str, MemoryResult]
+    """LOCAL memory per entry, by contender."""
+    bound_check: BoundCheck
+    """gcache's LOCAL layer filled past its byte bound."""
     skipped: tuple[Skipped, ...] = ()
-    """Per-call scenarios that did not run (peer libraries that are not installed)."""
+    """Scenarios that did not run (peer libraries that are not installed)."""
 
     def versus_baseline(self, name: str) -> Summary | None:
         """Scenario ``name`` divided by its baseline, round by round (see
@@ -131,6 +145,9 @@ async def run(plan: Plan, redis_url: str, progress: Callable[[str], None]) -> Ru
     assert peers is not None  # set before the rounds, which ran
     throughput = await measure_throughput(plan, redis_url, progress)
     propagation = await measure_propagation(plan, redis_url, progress)
+    stampedes, stampede_skipped = await measure_stampedes(plan, redis_url, progress)
+    fresh_reads, fresh_skipped = await measure_fresh_reads(plan, redis_url, progress)
+    memory, memory_skipped, bound_check = await measure_local_memory(plan, progress)
     return RunResult(
         plan=plan,
         scenarios={
@@ -146,5 +163,9 @@ async def run(plan: Plan, redis_url: str, progress: Callable[[str], None]) -> Ru
         value_bytes=value_bytes,
         throughput=throughput,
         propagation=propagation,
-        skipped=tuple(peers.skipped),
+        stampedes=stampedes,
+        fresh_reads=fresh_reads,
+        memory=memory,
+        bound_check=bound_check,
+        skipped=(*peers.skipped, *stampede_skipped, *fresh_skipped, *memory_skipped),
     )

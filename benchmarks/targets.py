@@ -23,10 +23,12 @@ __all__ = [
     "APPLY_RATE_LIMIT",
     "BUS_ON_HIT_RATIO_LIMIT",
     "LOCAL_HIT_LIMIT_US",
+    "LOCAL_OVERHEAD_LIMIT_BYTES",
     "PEER_SPEEDUP_LIMIT",
     "PROPAGATION_P99_RATIO_LIMIT",
     "PUBLISH_MANY_RATE_LIMIT",
     "REMOTE_HIT_RATIO_LIMIT",
+    "STAMPEDE_CALLS_LIMIT",
     "TargetResult",
     "evaluate",
 ]
@@ -53,6 +55,13 @@ PUBLISH_MANY_RATE_LIMIT: Final = 50_000.0
 second."""
 
 
+STAMPEDE_CALLS_LIMIT: Final = 1.0
+"""1,000 concurrent misses of one key run the function at most this many times (per process,
+in the worst round)."""
+
+LOCAL_OVERHEAD_LIMIT_BYTES: Final = 300.0
+"""A LOCAL entry costs less than this many bytes beyond its value (resident memory)."""
+
 PEER_SPEEDUP_LIMIT: Final = 5.0
 """gcache's async LOCAL hit is at least this many times faster than a warmed in-memory hit of
 aiocache (memory backend) and of cashews (``mem://``), each through its own decorator."""
@@ -67,7 +76,8 @@ class TargetResult:
     value: float
     limit: float
     unit: str
-    """``"us"`` (microseconds per call), ``"x"`` (a ratio) or ``"/s"`` (a rate)."""
+    """``"us"`` (microseconds per call), ``"x"`` (a ratio), ``"/s"`` (a rate), ``"calls"`` or
+    ``"B"`` (bytes)."""
     low: float | None
     """Smallest value of a round; None when the figure is not made of rounds."""
     high: float | None
@@ -192,4 +202,40 @@ def evaluate(result: RunResult) -> list[TargetResult]:
                 at_least=True,
             )
         )
+    stampede = result.stampedes["gcache"]
+    targets.append(
+        TargetResult(
+            name="stampede_gcache_calls",
+            title=f"gcache function calls, {stampede.callers:,} concurrent misses",
+            value=float(max(stampede.calls)),
+            limit=STAMPEDE_CALLS_LIMIT,
+            unit="calls",
+            low=float(min(stampede.calls)),
+            high=float(max(stampede.calls)),
+        )
+    )
+    memory = result.memory["gcache"]
+    targets.append(
+        TargetResult(
+            name="local_overhead_bytes",
+            title=f"gcache LOCAL bytes per entry beyond the value ({memory.entries:,} entries)",
+            value=memory.overhead_per_entry,
+            limit=LOCAL_OVERHEAD_LIMIT_BYTES,
+            unit="B",
+            low=None,
+            high=None,
+        )
+    )
+    bound = result.bound_check
+    targets.append(
+        TargetResult(
+            name="local_bytes_vs_bound",
+            title="gcache LOCAL bytes held / max_local_bytes, filled past it",
+            value=bound.bytes_accounted / bound.max_bytes,
+            limit=1.0,
+            unit="x",
+            low=None,
+            high=None,
+        )
+    )
     return targets
