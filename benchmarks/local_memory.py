@@ -33,7 +33,7 @@ from typing import Final, TypeVar
 from prometheus_client import CollectorRegistry
 
 from gcache import CacheLayer, GCache, GCacheConfig, GCacheKey, GCacheKeyConfig
-from gcache._local import ENTRY_OVERHEAD, LocalCache
+from gcache._local import LocalCache, charge
 
 from .checks import PathError
 from .peer_caches import (
@@ -225,7 +225,7 @@ async def measure_local_memory(
             name=name, title=title, entries=entries, rss_delta_bytes=delta, bound=bound
         )
     # Room for about a quarter of the entries, by gcache's own accounting of each entry.
-    max_bytes = entries * (len(pickle.dumps(VALUE)) + ENTRY_OVERHEAD) // _BOUND_CHECK_FRACTION
+    max_bytes = entries * charge(len(pickle.dumps(VALUE))) // _BOUND_CHECK_FRACTION
     progress(f"LOCAL memory: gcache with max_local_bytes={max_bytes:,}")
     held, accounted, grown = await asyncio.to_thread(
         _in_fresh_process, _child_bound, entries, max_bytes

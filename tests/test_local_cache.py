@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gcache._local import ENTRY_OVERHEAD, MISS, LocalCache
+from gcache._local import CHARGE_UNIT, ENTRY_OVERHEAD, MISS, LocalCache, charge
 
 
 class FakeTimer:
@@ -78,11 +78,11 @@ def test_entry_bound_evicts_least_recently_used() -> None:
 
 
 def test_byte_bound_counts_value_size_plus_overhead() -> None:
-    cache, _ = make(max_bytes=3 * (100 + ENTRY_OVERHEAD))
+    cache, _ = make(max_bytes=3 * charge(100))
     for key in "abcd":
         cache.put(key, key, computed_at=1, size=100, entity=None)
     assert len(cache) == 3 and cache.get("a", 60) is MISS
-    assert cache.nbytes == 3 * (100 + ENTRY_OVERHEAD)
+    assert cache.nbytes == 3 * charge(100)
     assert not cache.put("huge", "x", computed_at=1, size=10**6, entity=None)
 
 
@@ -100,7 +100,7 @@ def test_replacing_a_key_keeps_the_accounting_and_index_right() -> None:
     cache, _ = make()
     cache.put("a", 1, computed_at=1, size=10, entity=ALICE)
     cache.put("a", 2, computed_at=2, size=20, entity=ALICE)
-    assert len(cache) == 1 and cache.nbytes == 20 + ENTRY_OVERHEAD
+    assert len(cache) == 1 and cache.nbytes == charge(20)
     assert cache.invalidate(ALICE, watermark=5) == 1
     assert cache.nbytes == 0
 
@@ -137,10 +137,17 @@ def test_model_no_entry_is_older_than_its_watermarks(ops: list[tuple[object, ...
             cache.flush(watermark=op[1])  # type: ignore[arg-type]
             flushed = max(flushed, op[1])  # type: ignore[call-overload]
         assert len(cache) <= 4
-        assert cache.nbytes == len(cache) * (1 + ENTRY_OVERHEAD)
+        assert cache.nbytes == len(cache) * charge(1)
     for key in "abcdef":
         entry = cache._data.get(key)
-        if entry is not None:
-            assert entry.computed_at > flushed
+        if entry is not None:  # each put stored its computed_at as the value
+            assert entry.value > flushed
             if entry.entity is not None:
-                assert entry.computed_at > watermarks.get(entry.entity, 0)
+                assert entry.value > watermarks.get(entry.entity, 0)
+
+
+def test_charge_rounds_up_to_whole_units_and_covers_the_overhead() -> None:
+    for size in (0, 1, 63, 64, 1000, 16 * 1024, 10**6):
+        cost = charge(size)
+        assert cost % CHARGE_UNIT == 0
+        assert size + ENTRY_OVERHEAD <= cost < size + ENTRY_OVERHEAD + CHARGE_UNIT

@@ -18,7 +18,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from gcache import GCache, GCacheKey, GCacheKeyConfig, RedisConfig
-from gcache._local import ENTRY_OVERHEAD
+from gcache._local import charge
 from integration.redis_server import wait_until
 from tests.metric_values import metric
 from tests.providers import LOCAL_ONLY, constant, layers
@@ -208,7 +208,7 @@ def test_bounded_by_max_local_bytes_least_recently_used_goes_first(
     def value(uid: int) -> str:
         return f"{uid}" + "x" * 200  # the same pickled size for uid 1..9
 
-    cost = len(pickle.dumps(value(1), protocol=pickle.HIGHEST_PROTOCOL)) + ENTRY_OVERHEAD
+    cost = charge(len(pickle.dumps(value(1), protocol=pickle.HIGHEST_PROTOCOL)))
     max_bytes = 3 * cost + cost // 2  # room for three entries, not four
     cache = make_cache(
         provider=constant(LOCAL_ONLY), max_local_bytes=max_bytes, max_local_entries=1000
