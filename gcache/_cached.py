@@ -98,6 +98,11 @@ class Runner:
         bus = cache._bus
         self.gate = bus.is_fresh if (bus is not None and spec.tracked) else None
         self._tick = 0
+        # GCacheConfig.config_reuse_sec: the provider's last answer and until when it holds
+        # (one tuple, replaced whole, so threads never see half of an update).
+        self.reuse_sec = cache.config.config_reuse_sec
+        self.timer = cache.config.timer
+        self.reused: tuple[float, Any] | None = None
 
     # -- decisions (no I/O) ---------------------------------------------------------------
 
@@ -349,6 +354,8 @@ def wrap_async(runner: Runner, func: Callable[..., Awaitable[Any]]) -> Callable[
     metrics = runner.metrics
     gcache_key = runner.spec.gcache_key
     remote = runner.remote
+    timer = runner.timer
+    reuse_sec = runner.reuse_sec
 
     async def fill_and_call(
         key: tuple[Hashable, ...],
@@ -402,13 +409,19 @@ def wrap_async(runner: Runner, func: Callable[..., Awaitable[Any]]) -> Callable[
         key = runner.key(args, kwargs)
         if key is None:
             return await func(*args, **kwargs)
-        try:
-            config = provider(gcache_key(key))
-            if type(config) is types.CoroutineType or hasattr(config, "__await__"):
-                config = await config  # type: ignore[misc]
-        except Exception as exc:
-            runner.config_failed(exc)
-            return await func(*args, **kwargs)
+        reused = runner.reused
+        if reused is not None and timer() < reused[0]:
+            config = reused[1]
+        else:
+            try:
+                config = provider(gcache_key(key))
+                if type(config) is types.CoroutineType or hasattr(config, "__await__"):
+                    config = await config  # type: ignore[misc]
+            except Exception as exc:
+                runner.config_failed(exc)
+                return await func(*args, **kwargs)
+            if reuse_sec:
+                runner.reused = (timer() + reuse_sec, config)
         local_ttl, remote_ttl = runner.layers(config)
         if local_ttl:
             value = runner.lookup_local(key, local_ttl)
@@ -438,6 +451,8 @@ def wrap_sync(runner: Runner, func: Callable[..., Any]) -> Callable[..., Any]:
     gcache_key = runner.spec.gcache_key
     background = cache._background
     remote = runner.remote
+    timer = runner.timer
+    reuse_sec = runner.reuse_sec
 
     def fill_and_call(
         key: tuple[Hashable, ...],
@@ -486,11 +501,17 @@ def wrap_sync(runner: Runner, func: Callable[..., Any]) -> Callable[..., Any]:
         key = runner.key(args, kwargs)
         if key is None:
             return func(*args, **kwargs)
-        try:
-            config = cache._sync_config(gcache_key(key))
-        except Exception as exc:
-            runner.config_failed(exc)
-            return func(*args, **kwargs)
+        reused = runner.reused
+        if reused is not None and timer() < reused[0]:
+            config = reused[1]
+        else:
+            try:
+                config = cache._sync_config(gcache_key(key))
+            except Exception as exc:
+                runner.config_failed(exc)
+                return func(*args, **kwargs)
+            if reuse_sec:
+                runner.reused = (timer() + reuse_sec, config)
         local_ttl, remote_ttl = runner.layers(config)
         if local_ttl:
             value = runner.lookup_local(key, local_ttl)

@@ -232,7 +232,13 @@ class GCacheConfig:
     error_log_interval_sec: float = 10.0
     """Errors of one kind are logged once per interval; the rest are counted and summarised."""
     timer: Callable[[], float] = time.monotonic
-    """Monotonic clock for LOCAL expiry; tests inject a fake one."""
+    """Monotonic clock for LOCAL expiry (and ``config_reuse_sec``); tests inject a fake one."""
+    config_reuse_sec: float = 0.0
+    """Reuse the config provider's answer for a decorated function this many seconds instead of
+    asking on every call (0: ask on every call). Only for providers whose answer depends on the
+    use case alone, not on the key's id or arguments; a provider that raises is asked again on
+    the next call. Saves the provider's own cost on every hit (README: "Runtime
+    Configuration")."""
     serializer: SerializerName = "pickle"
     """How values are stored in Redis: ``"pickle"`` (any picklable value) or ``"json"`` (orjson:
     only JSON-safe values are cached, and they come back as JSON gives them, tuples as lists).
@@ -265,6 +271,8 @@ class GCacheConfig:
         for name in ("remote_write_attempts", "invalidation_attempts"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
+        if not self.config_reuse_sec >= 0:
+            raise ValueError(f"config_reuse_sec must be >= 0, got {self.config_reuse_sec!r}")
         for name in (
             "watermark_ttl_sec",
             "remote_write_budget_sec",
