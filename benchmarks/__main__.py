@@ -16,6 +16,7 @@ from integration.redis_server import RedisServer
 
 from .machine import describe_machine
 from .plan import FULL, QUICK
+from .profiling import profile_scenario, scenario_names
 from .report import render, to_json, write_json
 from .runner import run
 from .targets import evaluate
@@ -34,8 +35,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--quick", action="store_true", help="fewer rounds and calls: a smoke run, noisier figures"
     )
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write every figure here")
+    parser.add_argument(
+        "--profile",
+        metavar="SCENARIO",
+        help="instead of timing everything, run one round of SCENARIO under cProfile and print "
+        "where its time goes ('--profile list' names the scenarios)",
+    )
     args = parser.parse_args(argv)
     plan = QUICK if args.quick else FULL
+
+    if args.profile is not None:
+        with RedisServer.start() as server:
+            if args.profile == "list":
+                print("\n".join(asyncio.run(scenario_names(server.url))))
+            else:
+                print(asyncio.run(profile_scenario(args.profile, plan, server.url)))
+        return 0
 
     # A private server on a free loopback port, never a Redis someone else runs.
     with RedisServer.start() as server:

@@ -112,3 +112,27 @@ def test_quick_benchmark_reports_every_scenario(tmp_path: Path) -> None:
     assert document["not_applicable"]
     assert document["machine"]["python_version"]
     assert document["machine"]["cpu_count"] >= 1
+
+
+def test_profile_reports_where_one_scenario_spends_its_time() -> None:
+    """``--profile SCENARIO`` prints a cProfile table of that path (async, and sync from the
+    worker thread), and ``--profile list`` names the scenarios it accepts."""
+    command = [sys.executable, "-m", "benchmarks", "--quick", "--profile"]
+    listed = subprocess.run(
+        [*command, "list"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120, check=True
+    ).stdout.split()
+    assert set(listed) >= SCENARIOS
+    for scenario, function in (
+        ("async_local_hit", "cached_async"),
+        ("sync_local_hit", "cached_sync"),
+    ):
+        report = subprocess.run(
+            [*command, scenario],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        ).stdout
+        assert "under cProfile" in report
+        assert f"({function})" in report  # the cached wrapper itself is in the table
