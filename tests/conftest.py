@@ -15,7 +15,19 @@ from prometheus_client import CollectorRegistry
 
 from gcache import GCache, GCacheConfig, RedisConfig
 from integration.redis_server import RedisServer
+from tests.fuzzing import CASES, load_profile
 from tests.providers import BOTH, constant
+
+PROFILE = load_profile()  # hypothesis: "ci" unless HYPOTHESIS_PROFILE says otherwise
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """How many fuzz cases ran (tests/fuzzing.py), when any did."""
+    if CASES:
+        per_test = ", ".join(f"{name} {count}" for name, count in sorted(CASES.items()))
+        terminalreporter.write_line(
+            f"fuzz cases ({PROFILE} profile): {sum(CASES.values())} ({per_test})"
+        )
 
 
 @pytest.fixture(scope="session")
