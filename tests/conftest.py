@@ -19,6 +19,15 @@ from tests.fuzzing import CASES, load_profile
 from tests.providers import BOTH, constant
 
 PROFILE = load_profile()  # hypothesis: "ci" unless HYPOTHESIS_PROFILE says otherwise
+NIGHTLY_TIMEOUT_SEC = 3 * 3600
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Outside the ``ci`` profile a fuzz test runs for minutes: lift the per-test timeout."""
+    if PROFILE != "ci":
+        for item in items:
+            if item.get_closest_marker("fuzz") is not None:
+                item.add_marker(pytest.mark.timeout(NIGHTLY_TIMEOUT_SEC))
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
