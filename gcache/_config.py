@@ -7,6 +7,7 @@ a bad value fails where it was written, not on the first cache miss in productio
 from __future__ import annotations
 
 import math
+import os
 import re
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -115,7 +116,8 @@ suspends; one that does suspend is run on gcache's background loop instead.
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RedisConfig:
     """Where the REMOTE layer lives. ``url`` (``redis://`` or ``rediss://``), when given, takes
-    precedence over host/port/db/username/password/ssl."""
+    precedence over host/port/db/username/password/ssl; the ``ssl_*`` options apply to both
+    forms (README: "TLS and ACL")."""
 
     host: str = "localhost"
     port: int = 6379
@@ -123,7 +125,18 @@ class RedisConfig:
     username: str | None = None
     password: str | None = None
     ssl: bool = False
+    """Connect with TLS (implied by a ``rediss://`` url)."""
     ssl_ca_certs: str | None = None
+    """PEM file of the CA(s) that signed the server's certificate; ``None`` trusts the system's."""
+    ssl_certfile: str | None = None
+    """Client certificate (PEM), for servers that demand one (mutual TLS)."""
+    ssl_keyfile: str | None = None
+    """Private key of ``ssl_certfile``, when it is not in that same file."""
+    ssl_cert_reqs: Literal["required", "optional", "none"] = "required"
+    """Whether the server's certificate must verify. ``"none"`` encrypts without authenticating
+    the server: for tests only."""
+    ssl_check_hostname: bool = True
+    """Whether the server's certificate must name the host connected to."""
     url: str | None = None
     socket_timeout: float = DEFAULT_SOCKET_TIMEOUT
     """Seconds one Redis command may take before the cache gives up on it (and fails open)."""
@@ -146,9 +159,46 @@ class RedisConfig:
             raise ValueError(
                 f"url must start with redis://, rediss:// or unix://, got {self.url!r}"
             )
+        self._check_tls()
+
+    @property
+    def uses_tls(self) -> bool:
+        """True when connections are made with TLS (``ssl=True`` or a ``rediss://`` url)."""
+        if self.url is not None:
+            return self.url.startswith("rediss://")
+        return self.ssl
+
+    def _check_tls(self) -> None:
+        if self.url is not None and self.ssl and not self.uses_tls:
+            raise ValueError("ssl=True needs a rediss:// url (the url decides), got redis://")
+        if self.ssl_cert_reqs not in ("required", "optional", "none"):
+            raise ValueError(
+                f"ssl_cert_reqs must be 'required', 'optional' or 'none', "
+                f"got {self.ssl_cert_reqs!r}"
+            )
+        files = {
+            name: getattr(self, name) for name in ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile")
+        }
+        customised = [name for name, path in files.items() if path is not None]
+        if self.ssl_cert_reqs != "required":
+            customised.append("ssl_cert_reqs")
+        if not self.ssl_check_hostname:
+            customised.append("ssl_check_hostname")
+        if customised and not self.uses_tls:
+            raise ValueError(
+                f"{', '.join(customised)} given without TLS: set ssl=True or use a rediss:// url"
+            )
+        if self.ssl_keyfile is not None and self.ssl_certfile is None:
+            raise ValueError("ssl_keyfile needs ssl_certfile (the certificate it is the key of)")
+        if self.ssl_cert_reqs == "none" and self.ssl_check_hostname:
+            raise ValueError("ssl_cert_reqs='none' needs ssl_check_hostname=False")
+        for name, path in files.items():
+            if path is not None and not os.path.isfile(path):
+                raise ValueError(f"{name}: no such file: {path!r}")
 
     def client_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments for ``redis.asyncio.Redis`` (host form; see ``url`` for the other)."""
+        """Keyword arguments for ``redis.asyncio.Redis``, or for ``Redis.from_url(url, ...)``
+        when ``url`` is set (then without the fields the url carries)."""
         kwargs: dict[str, Any] = {
             "socket_timeout": self.socket_timeout,
             "socket_connect_timeout": self.socket_connect_timeout,
@@ -165,8 +215,14 @@ class RedisConfig:
                 password=self.password,
                 ssl=self.ssl,
             )
-            if self.ssl_ca_certs is not None:
-                kwargs["ssl_ca_certs"] = self.ssl_ca_certs
+        if self.uses_tls:
+            kwargs.update(
+                ssl_ca_certs=self.ssl_ca_certs,
+                ssl_certfile=self.ssl_certfile,
+                ssl_keyfile=self.ssl_keyfile,
+                ssl_cert_reqs=self.ssl_cert_reqs,
+                ssl_check_hostname=self.ssl_check_hostname,
+            )
         return kwargs
 
 

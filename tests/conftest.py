@@ -17,7 +17,28 @@ from gcache import GCache, GCacheConfig, RedisConfig
 from integration.redis_cluster import RedisClusterServers
 from integration.redis_server import RedisServer
 from tests.backends import Backend
+from tests.fuzzing import CASES, load_profile
 from tests.providers import BOTH, constant
+
+PROFILE = load_profile()  # hypothesis: "ci" unless HYPOTHESIS_PROFILE says otherwise
+NIGHTLY_TIMEOUT_SEC = 3 * 3600
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Outside the ``ci`` profile a fuzz test runs for minutes: lift the per-test timeout."""
+    if PROFILE != "ci":
+        for item in items:
+            if item.get_closest_marker("fuzz") is not None:
+                item.add_marker(pytest.mark.timeout(NIGHTLY_TIMEOUT_SEC))
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """How many fuzz cases ran (tests/fuzzing.py), when any did."""
+    if CASES:
+        per_test = ", ".join(f"{name} {count}" for name, count in sorted(CASES.items()))
+        terminalreporter.write_line(
+            f"fuzz cases ({PROFILE} profile): {sum(CASES.values())} ({per_test})"
+        )
 
 
 @pytest.fixture(scope="session")

@@ -17,7 +17,7 @@ import orjson
 import pytest
 import redis
 from anyio.from_thread import BlockingPortal, start_blocking_portal
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import assume, given
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis as AsyncRedis
@@ -38,6 +38,7 @@ from bus import (
 from bus._names import bus_key, seq_key
 from integration.redis_server import RedisServer, wait_until
 from tests.backends import Backend
+from tests.fuzzing import CASES, fuzz_settings
 from tests.metric_values import metric
 
 NS = "subtest"
@@ -720,6 +721,7 @@ def _is_our_event(data: bytes) -> bool:
         return False
 
 
+@pytest.mark.fuzz
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_junk_is_counted_and_skipped(
     redis_url: str,
@@ -744,14 +746,11 @@ def test_junk_is_counted_and_skipped(
         else:  # "d" among other fields
             client.xadd(bus_key(NS), {b"x": b"1", b"d": junk, b"y": junk})
 
-    @settings(
-        max_examples=30,
-        deadline=None,
-        suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
-    )
+    @fuzz_settings(ci_examples=30)
     @given(JUNK, st.sampled_from(["d", "no-d", "extra-fields"]))
     def check(junk: bytes, where: str) -> None:
         assume((transport == "streams" and where == "no-d") or not _is_our_event(junk))
+        CASES[f"bus_junk_{transport}"] += 1
         inject(junk, where)
         sent["junk"] += 1
         publisher.invalidate("user_id", f"after-{sent['junk']}")
