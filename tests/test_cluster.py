@@ -11,6 +11,8 @@ import gc
 from collections.abc import Callable, Iterator
 
 import pytest
+import redis
+from prometheus_client import CollectorRegistry
 
 from bus._names import bus_key, flush_copy_key, flush_key
 from bus._slots import SLOTS, slot_of, slot_tag, slot_tags
@@ -21,6 +23,7 @@ from gcache._scripts import WriteResult
 from integration.redis_cluster import RedisClusterServers
 from integration.redis_server import RedisServer, wait_until
 from tests.backends import Backend
+from tests.metric_values import metric
 from tests.providers import BOTH, REMOTE_ONLY, constant
 from tests.remote_helpers import Calls, cached_user, call_sync, on_background
 
@@ -151,6 +154,65 @@ def test_cache_fails_open_while_a_master_is_down_and_resumes_after(
         timeout=WAIT,
         message="B stops serving the invalidated value",
     )
+    a.close()
+    b.close()
+    gc.collect()  # the dropped ClusterNodes' warnings fire here, under this test's filters
+
+
+# -- a slot moves ----------------------------------------------------------------------------
+
+
+def _node_id(node: RedisServer) -> str:
+    with node.client() as admin:
+        return str(admin.execute_command("CLUSTER", "MYID").decode())
+
+
+# A moved slot makes redis-py's cluster client rebuild its node table too (see above).
+@pytest.mark.filterwarnings("ignore::ResourceWarning")
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_reads_follow_a_slot_through_ask_and_moved_and_invalidation_lands_on_its_new_node(
+    make_cache: Callable[..., GCache], own_cluster: RedisClusterServers, registry: CollectorRegistry
+) -> None:
+    """Resharding under a running cache: while an entity's slot is being migrated (keys already
+    on the new node: the old one answers ASK) and after it has moved (MOVED), REMOTE reads keep
+    hitting, with no error counted; an invalidation afterwards raises W(e) where the slot now
+    lives, so the other replica stops being served the old value."""
+    entity = "moving"
+    value_key = f"gcache:v:{{user_id={entity}}}:GetUser:"
+    key_slot = slot_of(watermark_key("gcache", "user_id", entity))
+    source = _node_serving(own_cluster, watermark_key("gcache", "user_id", entity))
+    target = next(node for node in own_cluster.nodes if node is not source)
+    backend = Backend(url=target.url, cluster=True)
+    a = make_cache(provider=constant(REMOTE_ONLY), redis_config=backend.redis_config())
+    b = make_cache(provider=constant(REMOTE_ONLY), redis_config=backend.redis_config())
+    get_a = cached_user(a, Calls(), sync=True, tag="a")
+    get_b = cached_user(b, Calls(), sync=True, tag="b")
+    call_sync(a, get_a, entity)
+    assert call_sync(b, get_b, entity)["by"] == "a"  # B reads A's value from the source node
+
+    source_id, target_id = _node_id(source), _node_id(target)
+    with target.client() as at_target, source.client() as at_source:
+        at_target.execute_command("CLUSTER", "SETSLOT", key_slot, "IMPORTING", source_id)
+        at_source.execute_command("CLUSTER", "SETSLOT", key_slot, "MIGRATING", target_id)
+        keys = at_source.execute_command("CLUSTER", "GETKEYSINSLOT", key_slot, 100)
+        assert len(keys) >= 3  # the value, W(e) and the entity's index
+        at_source.execute_command("MIGRATE", "127.0.0.1", target.port, "", 0, 5000, "KEYS", *keys)
+        # Mid-migration: the source no longer has the keys and answers ASK.
+        with pytest.raises(redis.exceptions.AskError):
+            at_source.get(value_key)
+        assert call_sync(b, get_b, entity)["by"] == "a"
+        for node in own_cluster.nodes:
+            with node.client() as admin:
+                admin.execute_command("CLUSTER", "SETSLOT", key_slot, "NODE", target_id)
+    # Moved: the source answers MOVED; the client refreshes its map and reads the target.
+    with source.client() as at_source, pytest.raises(redis.exceptions.MovedError):
+        at_source.get(value_key)
+    assert call_sync(b, get_b, entity)["by"] == "a"
+    assert _node_serving(own_cluster, watermark_key("gcache", "user_id", entity)) is target
+    assert metric(registry, "gcache_error_counter_total") == 0
+
+    a.invalidate(key_type="user_id", id=entity)
+    assert call_sync(b, get_b, entity)["by"] == "b"  # W(e) raised and the value gone, on target
     a.close()
     b.close()
     gc.collect()  # the dropped ClusterNodes' warnings fire here, under this test's filters
