@@ -4,6 +4,9 @@ through the REMOTE store (``cache._remote``: ``put`` / ``invalidate`` / ``flush`
 A value for entity ``e`` may be stored only if ``computed_at > W(e)`` and ``> F`` and newer than
 the value it replaces; watermarks only move forward and outlive the values they guard; every
 timestamp is Redis server time.
+
+The read-before-write races run twice (the ``backend`` fixture): on one server and on a 3-master
+Cluster, where the conditional write reads F's copy in the value's own slot.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from gcache._codec import computed_at_of, encode, serialize
 from gcache._keys import watermark_key
 from gcache._scripts import WriteResult
 from integration.redis_server import wait_until
+from tests.backends import Backend
 from tests.providers import BOTH, REMOTE_ONLY, constant, layers
 from tests.remote_helpers import (
     Calls,
@@ -51,11 +55,24 @@ def client(redis_url: str) -> Iterator[redis.Redis]:
     client.close()
 
 
+@pytest.fixture
+def backend_client(backend: Backend) -> Iterator[redis.Redis | redis.RedisCluster]:
+    client = backend.client()
+    yield client
+    client.close()
+
+
 def replica(
-    make_cache: Callable[..., GCache], url: str, config: object = REMOTE_ONLY, **fields: Any
+    make_cache: Callable[..., GCache],
+    where: str | Backend,
+    config: object = REMOTE_ONLY,
+    **fields: Any,
 ) -> GCache:
+    """A cache of namespace NS on ``where``: a server URL, or a parametrised ``Backend``."""
     fields.setdefault("namespace", NS)
-    return make_cache(url=url, provider=constant(config), **fields)
+    if isinstance(where, Backend):
+        return make_cache(provider=constant(config), redis_config=where.redis_config(), **fields)
+    return make_cache(url=where, provider=constant(config), **fields)
 
 
 # -- direct access to the REMOTE store -----------------------------------------------------
@@ -175,15 +192,15 @@ def _blocked_call_with_invalidation(
 
 def test_fallback_racing_an_invalidation_elsewhere_is_not_stored_remotely(
     make_cache: Callable[..., GCache],
-    redis_url: str,
-    client: redis.Redis,
+    backend: Backend,
+    backend_client: redis.Redis,
     registry: Any,
 ) -> None:
-    a, b, c = (replica(make_cache, redis_url) for _ in range(3))
+    a, b, c = (replica(make_cache, backend) for _ in range(3))
     first, get_user, _ = _blocked_call_with_invalidation(a, b)
 
     assert first == {"id": "7", "run": 1}  # the caller still gets its result
-    assert value_keys(client, NS) == []  # but the write was refused
+    assert value_keys(backend_client, NS) == []  # but the write was refused
     assert disabled(registry, reason="invalidated_during_call") == 1
     fresh = Calls()
     assert call_sync(c, cached_user(c, fresh, sync=True, tag="c"), "7")["by"] == "c"
@@ -192,47 +209,47 @@ def test_fallback_racing_an_invalidation_elsewhere_is_not_stored_remotely(
 
 
 def test_fallback_racing_its_own_instance_invalidation_is_not_stored_anywhere(
-    make_cache: Callable[..., GCache], redis_url: str, client: redis.Redis
+    make_cache: Callable[..., GCache], backend: Backend, backend_client: redis.Redis
 ) -> None:
     # bus=None: LOCAL hits of tracked entries are served without waiting for the bus, so a
     # value wrongly kept in the LOCAL layer would be served (not bypassed).
-    a = replica(make_cache, redis_url, BOTH, bus=None)
-    c = replica(make_cache, redis_url)
+    a = replica(make_cache, backend, BOTH, bus=None)
+    c = replica(make_cache, backend)
     first, get_user, _ = _blocked_call_with_invalidation(a, a)
 
     assert first == {"id": "7", "run": 1}
-    assert value_keys(client, NS) == []
+    assert value_keys(backend_client, NS) == []
     assert call_async(a, get_user, "7") == {"id": "7", "run": 2}  # not in LOCAL either
     assert call_sync(c, cached_user(c, Calls(), sync=True), "7") != first
 
 
 def test_fallback_racing_an_invalidation_elsewhere_is_not_kept_in_local_layer(
-    make_cache: Callable[..., GCache], redis_url: str, client: redis.Redis
+    make_cache: Callable[..., GCache], backend: Backend, backend_client: redis.Redis
 ) -> None:
     # bus=None: A hears of B's invalidation only through the refused write (with the bus, the
     # event would also drop the entry, a little later).
-    a = replica(make_cache, redis_url, BOTH, bus=None)
-    b = replica(make_cache, redis_url)
+    a = replica(make_cache, backend, BOTH, bus=None)
+    b = replica(make_cache, backend)
     first, get_user, _ = _blocked_call_with_invalidation(a, b)
 
     assert first == {"id": "7", "run": 1}
-    assert value_keys(client, NS) == []  # Redis refused run 1 (computed before W) ...
+    assert value_keys(backend_client, NS) == []  # Redis refused run 1 (computed before W) ...
     # ... this instance learnt it from the write's reply, so it must not serve run 1 from
     # its LOCAL layer either.
     assert call_async(a, get_user, "7") == {"id": "7", "run": 2}
 
 
 def test_local_only_fallback_racing_an_invalidation_is_not_kept(
-    make_cache: Callable[..., GCache], redis_url: str, client: redis.Redis
+    make_cache: Callable[..., GCache], backend: Backend, backend_client: redis.Redis
 ) -> None:
     # No REMOTE write to refuse the value: the LOCAL layer's own watermark check must.
     # (bus=None: tracked LOCAL hits are served without waiting for the bus.)
-    a = replica(make_cache, redis_url, layers(local=60, remote=0), bus=None)
+    a = replica(make_cache, backend, layers(local=60, remote=0), bus=None)
     first, get_user, calls = _blocked_call_with_invalidation(a, a)
 
     assert first == {"id": "7", "run": 1}
     assert call_async(a, get_user, "7") == {"id": "7", "run": 2}
-    assert value_keys(client, NS) == []
+    assert value_keys(backend_client, NS) == []
 
     # future_buffer_ms reaches the LOCAL layer too: values computed within it are not kept.
     a.invalidate(key_type="user_id", id="8", future_buffer_ms=60_000)
@@ -242,9 +259,9 @@ def test_local_only_fallback_racing_an_invalidation_is_not_kept(
 
 
 def test_sync_fallback_racing_an_invalidation_is_not_stored(
-    make_cache: Callable[..., GCache], redis_url: str, client: redis.Redis
+    make_cache: Callable[..., GCache], backend: Backend, backend_client: redis.Redis
 ) -> None:
-    a, b, c = (replica(make_cache, redis_url) for _ in range(3))
+    a, b, c = (replica(make_cache, backend) for _ in range(3))
     calls = Calls()
     started, release = threading.Event(), threading.Event()
     results: list[Any] = []
@@ -269,21 +286,21 @@ def test_sync_fallback_racing_an_invalidation_is_not_stored(
         release.set()
         thread.join(timeout=30)
     assert results == [{"id": "7", "run": 1}]
-    assert value_keys(client, NS) == []  # the write was refused
+    assert value_keys(backend_client, NS) == []  # the write was refused
     fresh = Calls()
     call_sync(c, cached_user(c, fresh, sync=True), "7")
     assert fresh.count == 1
 
 
 def test_fallback_racing_a_flush_is_not_stored(
-    make_cache: Callable[..., GCache], redis_url: str, client: redis.Redis
+    make_cache: Callable[..., GCache], backend: Backend, backend_client: redis.Redis
 ) -> None:
-    a = replica(make_cache, redis_url, BOTH)
-    b, c = replica(make_cache, redis_url), replica(make_cache, redis_url)
+    a = replica(make_cache, backend, BOTH)
+    b, c = replica(make_cache, backend), replica(make_cache, backend)
     first, _, _ = _blocked_call_with_invalidation(b, a, flush_instead=True)
 
     assert first == {"id": "7", "run": 1}
-    assert value_keys(client, NS) == []
+    assert value_keys(backend_client, NS) == []
     fresh = Calls()
     call_sync(c, cached_user(c, fresh, sync=True), "7")
     assert fresh.count == 1
