@@ -47,14 +47,20 @@ class UnknownEvent(WireError):
     """A well-formed event of a version or type this code does not know (newer publisher)."""
 
 
+# The checks run for every field of every event a subscriber applies: each tries the exact type
+# orjson produces first (one identity test), and only then the general rule.
+
+
 def _check_time(name: str, value: object) -> int:
+    if type(value) is int and value >= 0:
+        return value
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise WireError(f"{name} must be a non-negative integer, got {value!r}")
     return value
 
 
 def _check_text(name: str, value: object) -> str:
-    if not isinstance(value, str):
+    if type(value) is not str and not isinstance(value, str):
         raise WireError(f"{name} must be a string, got {value!r}")
     return value
 
@@ -75,9 +81,12 @@ class InvalidateEvent:
         for entity in self.entities:
             if not isinstance(entity, tuple) or len(entity) != 3:
                 raise WireError(f"entity must be (key_type, id, watermark), got {entity!r}")
-            _check_text("key_type", entity[0])
-            _check_text("id", entity[1])
-            _check_time("watermark", entity[2])
+            key_type, entity_id, watermark = entity
+            if type(key_type) is not str or type(entity_id) is not str:
+                _check_text("key_type", key_type)
+                _check_text("id", entity_id)
+            if type(watermark) is not int or watermark < 0:
+                _check_time("watermark", watermark)
 
 
 @dataclass(frozen=True, slots=True)
