@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import itertools
 import sys
 import time
 import types
@@ -97,7 +98,7 @@ class Runner:
         # Tracked LOCAL hits are served only while the bus proves its staleness bound.
         bus = cache._bus
         self.gate = bus.is_fresh if (bus is not None and spec.tracked) else None
-        self._tick = 0
+        self._ticks = itertools.count(1)  # next() is atomic under the GIL: no lost tick
         # GCacheConfig.config_reuse_sec: the provider's last answer and until when it holds
         # (one tuple, replaced whole, so threads never see half of an update).
         self.reuse_sec = cache.config.config_reuse_sec
@@ -128,16 +129,15 @@ class Runner:
                 remote_ttl = 0.0
         return local_ttl, remote_ttl
 
-    def key(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Hashable, ...] | None:
-        try:
-            return self.spec.local_key(args, kwargs)
-        except BadCall:
-            return None  # a call the function rejects: let it raise its own error
-        except Exception as exc:  # no stable key form, or an adapter / id extractor failed
-            reason = "unkeyable_argument" if isinstance(exc, KeyBuildError) else "key_error"
-            self.metrics.disabled("all", reason)
-            self.cache._log.error(reason, f"gcache {self.spec.use_case}: no cache key: {exc}", exc)
-            return None
+    def key_failed(self, exc: Exception) -> None:
+        """``spec.local_key`` raised (the wrappers call it inline): the call runs uncached,
+        counted unless it is a call the function itself will reject."""
+        if isinstance(exc, BadCall):
+            return  # a call the function rejects: let it raise its own error
+        # No stable key form, or an adapter / id extractor failed.
+        reason = "unkeyable_argument" if isinstance(exc, KeyBuildError) else "key_error"
+        self.metrics.disabled("all", reason)
+        self.cache._log.error(reason, f"gcache {self.spec.use_case}: no cache key: {exc}", exc)
 
     def config_failed(self, exc: Exception) -> None:
         self.metrics.disabled("all", "config_error")
@@ -152,9 +152,7 @@ class Runner:
             metrics.disabled("local", "bus_unsynced")
             return MISS
         # Time one lookup in LOCAL_TIMING_SAMPLE: the timer would cost more than the lookup.
-        # (The tick is not atomic across threads; a lost tick only shifts which call is timed.)
-        self._tick = tick = (self._tick + 1) % LOCAL_TIMING_SAMPLE
-        if tick:
+        if next(self._ticks) % LOCAL_TIMING_SAMPLE:
             value = self.local.get(key, ttl)
         else:
             started = _perf()
@@ -356,6 +354,7 @@ def wrap_async(runner: Runner, func: Callable[..., Awaitable[Any]]) -> Callable[
     remote = runner.remote
     timer = runner.timer
     reuse_sec = runner.reuse_sec
+    local_key = runner.spec.local_key
 
     async def fill_and_call(
         key: tuple[Hashable, ...],
@@ -406,8 +405,10 @@ def wrap_async(runner: Runner, func: Callable[..., Awaitable[Any]]) -> Callable[
         if not enabled.get():
             metrics.disabled("all", "context")
             return await func(*args, **kwargs)
-        key = runner.key(args, kwargs)
-        if key is None:
+        try:
+            key = local_key(args, kwargs)
+        except Exception as exc:
+            runner.key_failed(exc)
             return await func(*args, **kwargs)
         reused = runner.reused
         if reused is not None and timer() < reused[0]:
@@ -453,6 +454,7 @@ def wrap_sync(runner: Runner, func: Callable[..., Any]) -> Callable[..., Any]:
     remote = runner.remote
     timer = runner.timer
     reuse_sec = runner.reuse_sec
+    local_key = runner.spec.local_key
 
     def fill_and_call(
         key: tuple[Hashable, ...],
@@ -498,8 +500,10 @@ def wrap_sync(runner: Runner, func: Callable[..., Any]) -> Callable[..., Any]:
         if not enabled.get():
             metrics.disabled("all", "context")
             return func(*args, **kwargs)
-        key = runner.key(args, kwargs)
-        if key is None:
+        try:
+            key = local_key(args, kwargs)
+        except Exception as exc:
+            runner.key_failed(exc)
             return func(*args, **kwargs)
         reused = runner.reused
         if reused is not None and timer() < reused[0]:
