@@ -8,8 +8,9 @@ separators, so ``f("a:b", "c")`` and ``f("a", "b:c")`` collided. Here:
   ``True``, ``1.0`` and ``"1"`` stay distinct;
 * the REMOTE key spells the same tuple with every component percent-encoded (``quote`` with no
   safe characters), so the separators ``: = & { } # !`` can only be separators. Non-``str``
-  values start with ``!``, which ``quote`` never emits for a string. An argument list or id
-  longer than 200 characters is replaced by ``#`` and a 128-bit BLAKE2b digest.
+  values (and the empty string) start with ``!``, which ``quote`` never emits for a string. An
+  argument list or id longer than 200 characters is replaced by ``#`` and a 128-bit BLAKE2b
+  digest.
 
 Key layout in Redis (``ns`` is the namespace)::
 
@@ -75,10 +76,12 @@ def canonical(value: object) -> Hashable:
 
 
 def _encode(canon: Hashable) -> str:
-    """The REMOTE spelling of a canonical value. ``quote`` leaves no ``! ~ ( , )`` in a string,
-    so those mark types and nesting unambiguously."""
+    """The REMOTE spelling of a canonical value. ``quote`` leaves no ``! ( , )`` in a string, so
+    those mark types and nesting unambiguously. The empty string is spelled ``!s~``: spelled as
+    nothing, ``[""]`` and ``[]`` would both be ``!list()`` (a collision the nightly fuzz run
+    found)."""
     if type(canon) is str:
-        return escape(canon)
+        return escape(canon) if canon else "!s~"
     if type(canon) is int:
         return f"!i{canon}"
     tag, payload = cast(tuple[str, Any], canon)

@@ -269,11 +269,29 @@ def test_flat_containers_of_different_types_are_distinct() -> None:
         ([("b",)], [["b"]]),
         ([math.nan], [None]),
         ({"k": math.inf}, {"k": None}),
+        # The empty string once spelled as nothing: [""] and [] were both "!list()" (found by
+        # the nightly fuzz profile).
+        ([], [""]),
+        ([[], [""]], [[""], []]),
+        (("",), ("", "")),
+        ({}, {"": ""}),
     ],
-    ids=["int-vs-str-dict-key", "bool-vs-str-dict-key", "tuple-vs-list-inside", "nan", "inf"],
+    ids=[
+        "int-vs-str-dict-key",
+        "bool-vs-str-dict-key",
+        "tuple-vs-list-inside",
+        "nan",
+        "inf",
+        "empty-vs-empty-string",
+        "empty-string-moves-between-lists",
+        "one-vs-two-empty-strings",
+        "empty-dict-vs-empty-strings",
+    ],
 )
 def test_different_containers_do_not_collide(first: Any, second: Any) -> None:
-    assert keys(THREE, "u", first) != keys(THREE, "u", second)
+    (local_1, remote_1), (local_2, remote_2) = keys(THREE, "u", first), keys(THREE, "u", second)
+    assert local_1 != local_2
+    assert remote_1 != remote_2  # the REMOTE spelling too, not only the LOCAL tuple
 
 
 # -- hashing of long components ------------------------------------------------------------
