@@ -152,6 +152,14 @@ def replicas() -> Iterator[Any]:
 
 
 @pytest.fixture
+def client(redis_url: str) -> Iterator[redis.Redis]:
+    """A synchronous client of the shared private server, for checks (bytes replies)."""
+    client = redis.Redis.from_url(redis_url)
+    yield client
+    client.close()
+
+
+@pytest.fixture
 def truth(redis_url: str) -> Iterator[redis.Redis]:
     """The multi-process tests' source of truth: plain keys in the shared private server (never
     the cache's server, which those tests fault)."""

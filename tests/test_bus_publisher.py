@@ -7,7 +7,6 @@ a per-namespace sequence number, and report failure after bounded retries (DESIG
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -34,15 +33,6 @@ from tests.metric_values import metric
 
 NS = "pubtest"
 HOUR_MS = 3_600_000
-
-
-@pytest.fixture
-def client(redis_url: str) -> Iterator[redis.Redis]:
-    c = redis.Redis.from_url(redis_url)
-    try:
-        yield c
-    finally:
-        c.close()
 
 
 def redis_now(client: redis.Redis) -> int:

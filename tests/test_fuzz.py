@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Callable, Hashable, Iterator
+from collections.abc import Callable, Hashable
 from typing import Any
 
 import pytest
@@ -23,7 +23,7 @@ from gcache._codec import DecodeError, decode
 from gcache._keys import KeySpec
 from tests.fuzzing import CASES, fuzz_settings
 from tests.providers import BOTH, REMOTE_ONLY, constant
-from tests.remote_helpers import call_async, call_sync, disabled, sync_client, value_keys
+from tests.remote_helpers import call_async, call_sync, disabled, value_keys
 
 pytestmark = pytest.mark.fuzz
 
@@ -215,13 +215,6 @@ def served_alternatives(junk: bytes) -> list[Any]:
         return [decode(junk)[1]]
     except DecodeError:
         return []
-
-
-@pytest.fixture
-def client(redis_url: str) -> Iterator[redis.Redis]:
-    client = sync_client(redis_url)
-    yield client
-    client.close()
 
 
 def test_arbitrary_bytes_under_a_cache_key_never_raise(

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime
 import pickle
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,6 @@ from tests.remote_helpers import (
     errors,
     patient,
     redis_time_us,
-    sync_client,
     value_keys,
 )
 
@@ -52,13 +51,6 @@ class _Planted:
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (_mark, (self.path,))
-
-
-@pytest.fixture
-def client(redis_url: str) -> Iterator[redis.Redis]:
-    client = sync_client(redis_url)
-    yield client
-    client.close()
 
 
 @pytest.fixture

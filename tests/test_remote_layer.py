@@ -25,20 +25,12 @@ from tests.remote_helpers import (
     command_calls,
     run_async,
     settle_bus,
-    sync_client,
     value_keys,
 )
 
 PROVIDERS = pytest.mark.parametrize(
     "provider_config", [REMOTE_ONLY, BOTH], ids=["remote_only", "both"]
 )
-
-
-@pytest.fixture
-def client(redis_url: str) -> Iterator[redis.Redis]:
-    client = sync_client(redis_url)
-    yield client
-    client.close()
 
 
 @pytest.fixture

@@ -40,19 +40,11 @@ from tests.remote_helpers import (
     redis_time_us,
     run_async,
     stored_computed_at,
-    sync_client,
     value_keys,
 )
 
 NS = "wm"
 HOUR_US = 3600 * 1_000_000
-
-
-@pytest.fixture
-def client(redis_url: str) -> Iterator[redis.Redis]:
-    client = sync_client(redis_url)
-    yield client
-    client.close()
 
 
 @pytest.fixture
