@@ -2,7 +2,8 @@
 
 Both kinds of client are accepted wherever a client is: ``AnyRedis``. Code that must behave
 differently on a Cluster (split a cross-slot operation, address one node) asks
-:func:`is_cluster`; everything else is written once for both.
+:func:`is_cluster` (or ``isinstance`` where the other branch needs the single-server type:
+a TypeGuard narrows only its own branch); everything else is written once for both.
 """
 
 from __future__ import annotations
@@ -37,12 +38,12 @@ async def ensure_initialized(client: AnyRedis) -> None:
     in particular, which is what every gcache and bus operation is) then race and fail with an
     AttributeError from inside the client — not even a RedisError. So every path that may be
     first on a new client awaits this before it sends anything."""
-    if isinstance(client, RedisCluster):
+    if is_cluster(client):
         await client.initialize()
 
 
 def connection_kwargs(client: AnyRedis) -> dict[str, Any]:
     """The keyword arguments the client's connections are made with."""
-    if isinstance(client, RedisCluster):
+    if isinstance(client, RedisCluster):  # both branches narrowed: not the TypeGuard
         return dict(client.get_connection_kwargs())
     return dict(client.connection_pool.connection_kwargs)

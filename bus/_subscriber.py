@@ -56,12 +56,17 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import anyio
-from redis.asyncio import RedisCluster
 from redis.asyncio.client import PubSub
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_random_exponential
 
 from ._clock import RedisClock
-from ._cluster import REDIS_ERRORS, AnyRedis, connection_kwargs, ensure_initialized
+from ._cluster import (
+    REDIS_ERRORS,
+    AnyRedis,
+    connection_kwargs,
+    ensure_initialized,
+    is_cluster,
+)
 from ._metrics import BusMetrics
 from ._names import bus_key, seq_key
 from ._scripts import DRAIN, POSITION, SERVER_TIME
@@ -243,7 +248,7 @@ class Subscriber:
     async def _check_server(self, client: AnyRedis) -> bool:
         """True if this is another server than last time (restarted: its stream position and
         sequence mean nothing now)."""
-        if isinstance(client, RedisCluster):
+        if is_cluster(client):
             node = client.get_node_from_key(self._key)
             info = await client.info("server", target_nodes=node)
         else:
@@ -357,7 +362,7 @@ class Subscriber:
         return None
 
     async def _follow_channel(self, client: AnyRedis) -> None:
-        if isinstance(client, RedisCluster):
+        if is_cluster(client):
             # The announcing scripts PUBLISH on the primary of the bus's slot; the PING proof
             # needs the subscription on that same node.
             pubsub: PubSub = client.pubsub(node=client.get_node_from_key(self._key))

@@ -16,9 +16,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from redis.asyncio import RedisCluster
+from redis.asyncio import Redis, RedisCluster
 
-from ._cluster import AnyRedis
+from ._cluster import AnyRedis, is_cluster
 from ._flush_copies import raise_flush_copies
 from ._names import bus_key, flush_key, index_key, seq_key, watermark_key
 from ._scripts import ANNOUNCE, FLUSH, INVALIDATE, RAISE
@@ -89,7 +89,7 @@ class Topic:
         check_future_buffer(future_buffer_ms)
         if not entities:
             return []
-        if isinstance(client, RedisCluster):
+        if is_cluster(client):
             return await self._invalidate_cluster(client, entities, future_buffer_ms)
         keys = [seq_key(self.namespace), self.bus_key]
         args: list[str | int] = [
@@ -148,20 +148,25 @@ class Topic:
         keys = [seq_key(self.namespace), self.bus_key, flush_key(self.namespace)]
         args = [self.transport, self.stream_maxlen, self.namespace, future_buffer_ms * 1000]
         mark = int(await FLUSH.run(client, keys, args))  # (the first command: see Script.run)
-        if isinstance(client, RedisCluster):
+        if is_cluster(client):
             await raise_flush_copies(client, self.namespace, mark)
         for pattern in (f"{self.namespace}:v:*", f"{self.namespace}:i:*"):
-            if isinstance(client, RedisCluster):
+            if isinstance(client, RedisCluster):  # narrows the else branch too
                 await _sweep_cluster(client, pattern)
-                continue
-            cursor = 0
-            while True:
-                cursor, found = await client.scan(cursor=cursor, match=pattern, count=_SWEEP_BATCH)
-                if found:
-                    await client.unlink(*found)
-                if cursor == 0:
-                    break
+            else:
+                await _sweep_server(client, pattern)
         return mark
+
+
+async def _sweep_server(client: Redis, pattern: str) -> None:
+    """UNLINK every key matching ``pattern``, one ``SCAN`` batch at a time."""
+    cursor = 0
+    while True:
+        cursor, found = await client.scan(cursor=cursor, match=pattern, count=_SWEEP_BATCH)
+        if found:
+            await client.unlink(*found)
+        if cursor == 0:
+            break
 
 
 async def _sweep_cluster(client: RedisCluster, pattern: str) -> None:

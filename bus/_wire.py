@@ -60,7 +60,7 @@ def _check_time(name: str, value: object) -> int:
 
 
 def _check_text(name: str, value: object) -> str:
-    if type(value) is not str and not isinstance(value, str):
+    if not isinstance(value, str):
         raise WireError(f"{name} must be a string, got {value!r}")
     return value
 

@@ -334,9 +334,14 @@ class Runner:
 _GUARD_LOST_CANCEL = (3, 11) <= sys.version_info < (3, 12)
 
 
+def _cancel_requests(task: asyncio.Task[Any] | None) -> int:
+    """``task.cancelling()``, or 0 without a task to guard (see ``_GUARD_LOST_CANCEL``)."""
+    return task.cancelling() if task is not None else 0  # type: ignore[attr-defined,unused-ignore]
+
+
 def _honour_lost_cancel(task: asyncio.Task[Any] | None, before: int) -> None:
     """Raise the CancelledError that redis-py swallowed (see ``_GUARD_LOST_CANCEL``)."""
-    if task is not None and task.cancelling() > before:  # type: ignore[attr-defined,unused-ignore]
+    if _cancel_requests(task) > before:
         raise asyncio.CancelledError
 
 
@@ -367,7 +372,7 @@ def wrap_async(runner: Runner, func: Callable[..., Awaitable[Any]]) -> Callable[
         value = MISS
         task = asyncio.current_task() if _GUARD_LOST_CANCEL else None
         if remote is not None:
-            cancels = task.cancelling() if task is not None else 0  # type: ignore[attr-defined,unused-ignore]
+            cancels = _cancel_requests(task)
             try:
                 await runner.before_call(fill)
                 value = runner.accept_remote(key, fill)
@@ -389,7 +394,7 @@ def wrap_async(runner: Runner, func: Callable[..., Awaitable[Any]]) -> Callable[
             payload = runner.payload_for(fill, value)
             if payload is not None:
                 computed_at: int = fill.computed_at  # type: ignore[assignment]
-                cancels = task.cancelling() if task is not None else 0  # type: ignore[attr-defined,unused-ignore]
+                cancels = _cancel_requests(task)
                 keep = fill.remote_key is None or await runner.write_remote(
                     fill, payload, computed_at, remote_ttl
                 )

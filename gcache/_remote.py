@@ -21,7 +21,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from bus._clock import RedisClock
-from bus._cluster import REDIS_ERRORS, AnyRedis
+from bus._cluster import REDIS_ERRORS, AnyRedis, is_cluster
 from bus._flush_copies import create_flush_copies, flush_copy_for
 from bus._names import flush_key
 from bus._scripts import Script
@@ -177,18 +177,14 @@ class RemoteStore:
         now = int(seconds) * 1_000_000 + int(micros)
         self.clock.observe(t0, now, t1)
         client = self.client()
-        if created and isinstance(client, RedisCluster):
+        if created and is_cluster(client):
             # This process made the namespace: it gives every slot its copy of F.
             await self._call("flush_copies", create_flush_copies(client, self.namespace, now - 1))
         self._namespace_ready = True
 
     def _keys(self, key: str, watermark_key: str | None) -> list[str]:
         # On a Cluster the script may read only keys of the value's slot: F's copy for it.
-        flush = (
-            flush_copy_for(self.namespace, key)
-            if isinstance(self.client(), RedisCluster)
-            else self.flush_key
-        )
+        flush = flush_copy_for(self.namespace, key) if is_cluster(self.client()) else self.flush_key
         if watermark_key is None:
             return [key, flush]
         # The entity's index shares the watermark's hash tag: "ns:w:{...}" -> "ns:i:{...}".
