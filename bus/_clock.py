@@ -48,6 +48,8 @@ class RedisClock:
         self._monotonic_ns = monotonic_ns
         self._offset_us: int | None = None
         self._sampled_at_ns = 0
+        self.resample_at_ns = 0
+        """The monotonic instant after which a fresh sample is due (0: never sampled)."""
         self.round_trip_us = 0
 
     @property
@@ -56,9 +58,7 @@ class RedisClock:
 
     def due(self) -> bool:
         """True when a fresh ``TIME`` sample should be taken."""
-        return (
-            self._offset_us is None or self._monotonic_ns() - self._sampled_at_ns > self._max_age_ns
-        )
+        return self._monotonic_ns() > self.resample_at_ns
 
     def observe(self, t0_ns: int, redis_us: int, t1_ns: int) -> None:
         """Record a ``TIME`` reply read between monotonic instants ``t0_ns`` and ``t1_ns``."""
@@ -69,6 +69,7 @@ class RedisClock:
             lower = max(lower, self._offset_us)
         else:
             self._sampled_at_ns = t1_ns
+            self.resample_at_ns = t1_ns + self._max_age_ns
         self._offset_us = lower
         self.round_trip_us = (t1_ns - t0_ns) // 1000
 

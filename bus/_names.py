@@ -27,7 +27,9 @@ from urllib.parse import quote as _quote
 
 __all__ = [
     "MAX_COMPONENT",
+    "as_is",
     "bus_key",
+    "component",
     "entity_tag",
     "escape",
     "flush_copy_key",
@@ -41,6 +43,11 @@ __all__ = [
 
 MAX_COMPONENT = 200
 _UNRESERVED = re.compile(r"[A-Za-z0-9_.\-~]*")
+_PLAIN = re.compile(rf"[A-Za-z0-9_.\-~]{{0,{MAX_COMPONENT}}}")
+
+as_is = _PLAIN.fullmatch
+"""Truthy for text that :func:`escape` and :func:`shorten` both leave unchanged (safe characters
+only, at most MAX_COMPONENT of them): one C call where the two functions would be two calls."""
 
 
 def escape(text: str) -> str:
@@ -57,9 +64,14 @@ def shorten(text: str) -> str:
     return "#" + hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
 
 
+def component(text: str) -> str:
+    """``text`` as one component of a key: escaped, then shortened if long."""
+    return text if as_is(text) else shorten(escape(text))
+
+
 def entity_tag(key_type: str, entity_id: str) -> str:
     """The ``{key_type=id}`` hash tag that names an entity in every Redis key."""
-    return "{" + escape(key_type) + "=" + shorten(escape(entity_id)) + "}"
+    return "{" + escape(key_type) + "=" + component(entity_id) + "}"
 
 
 def watermark_key(namespace: str, key_type: str, entity_id: str) -> str:

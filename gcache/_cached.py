@@ -238,7 +238,7 @@ class Runner:
         remote = self.remote
         assert remote is not None
         started = _perf()
-        if remote.clock_due:
+        if remote.clock_due():
             try:
                 await remote.sync_clock()
             except RemoteError as exc:
@@ -334,17 +334,6 @@ class Runner:
 _GUARD_LOST_CANCEL = (3, 11) <= sys.version_info < (3, 12)
 
 
-def _cancel_requests(task: asyncio.Task[Any] | None) -> int:
-    """``task.cancelling()``, or 0 without a task to guard (see ``_GUARD_LOST_CANCEL``)."""
-    return task.cancelling() if task is not None else 0  # type: ignore[attr-defined,unused-ignore]
-
-
-def _honour_lost_cancel(task: asyncio.Task[Any] | None, before: int) -> None:
-    """Raise the CancelledError that redis-py swallowed (see ``_GUARD_LOST_CANCEL``)."""
-    if _cancel_requests(task) > before:
-        raise asyncio.CancelledError
-
-
 def _internal_error(runner: Runner, exc: Exception) -> None:
     runner.failed("all", "internal", exc)
 
@@ -370,16 +359,18 @@ def wrap_async(runner: Runner, func: Callable[..., Awaitable[Any]]) -> Callable[
     ) -> Any:
         fill = runner.new_fill(key, local_ttl, remote_ttl)
         value = MISS
+        # The guard of _GUARD_LOST_CANCEL, inline: this is the REMOTE-hit path.
         task = asyncio.current_task() if _GUARD_LOST_CANCEL else None
+        cancels = 0 if task is None else task.cancelling()  # type: ignore[attr-defined,unused-ignore]
         if remote is not None:
-            cancels = _cancel_requests(task)
             try:
                 await runner.before_call(fill)
                 value = runner.accept_remote(key, fill)
             except Exception as exc:
                 _internal_error(runner, exc)
                 value = MISS
-            _honour_lost_cancel(task, cancels)
+            if task is not None and task.cancelling() > cancels:  # type: ignore[attr-defined,unused-ignore]
+                raise asyncio.CancelledError  # redis-py swallowed it
             if value is not MISS:
                 return value
         runner.stamp(fill)
@@ -394,11 +385,13 @@ def wrap_async(runner: Runner, func: Callable[..., Awaitable[Any]]) -> Callable[
             payload = runner.payload_for(fill, value)
             if payload is not None:
                 computed_at: int = fill.computed_at  # type: ignore[assignment]
-                cancels = _cancel_requests(task)
+                if task is not None:
+                    cancels = task.cancelling()  # type: ignore[attr-defined,unused-ignore]
                 keep = fill.remote_key is None or await runner.write_remote(
                     fill, payload, computed_at, remote_ttl
                 )
-                _honour_lost_cancel(task, cancels)
+                if task is not None and task.cancelling() > cancels:  # type: ignore[attr-defined,unused-ignore]
+                    raise asyncio.CancelledError  # redis-py swallowed it
                 if keep and local_ttl:
                     runner.store_local(key, value, payload, computed_at)
         except Exception as exc:
@@ -473,7 +466,7 @@ def wrap_sync(runner: Runner, func: Callable[..., Any]) -> Callable[..., Any]:
         # loop; it runs without the REMOTE layer instead of deadlocking.
         io = remote is not None and not background.in_loop_thread()
         try:
-            if io and (fill.remote_key is not None or remote.clock_due):  # type: ignore[union-attr]
+            if io and (fill.remote_key is not None or remote.clock_due()):  # type: ignore[union-attr]
                 background.call(lambda: runner.before_call(fill))
             value = runner.accept_remote(key, fill)
         except Exception as exc:

@@ -3,8 +3,10 @@
 ``prometheus_client.Histogram.observe`` costs about 0.8 µs: a Python loop over the bucket bounds
 and two lock-protected increments. A REMOTE hit observes twice (read time, unpickle time), and
 its whole budget over a raw GET is a few microseconds. Here a child finds its bucket with
-``bisect`` (one C call), counts with an ``itertools.count`` cell (atomic under the GIL, as in
-:mod:`gcache._fast_counter`) and adds to the sum under a lock of its own; about 0.2 µs.
+``bisect`` (one C call) and counts with an ``itertools.count`` cell (atomic under the GIL, as in
+:mod:`gcache._fast_counter`). The sum is kept per thread, in a dict keyed by thread id: each
+entry has one writer, so its read-add-write needs no lock (a lock, taken and released, cost more
+than the rest of ``observe``), and a scrape adds the entries up.
 
 A collector builds an ordinary histogram family (cumulative ``_bucket`` series with ``le``,
 ``_count``, ``_sum``) when Prometheus scrapes, so the exposition is that of a ``Histogram``.
@@ -18,6 +20,7 @@ import math
 import threading
 from bisect import bisect_left
 from collections.abc import Callable, Iterator, Sequence
+from threading import get_ident
 from typing import cast
 
 from prometheus_client import CollectorRegistry
@@ -37,24 +40,24 @@ _le = cast("Callable[[float], str]", floatToGoString)
 class FastHistogramChild:
     """One labelled series: ``observe(amount)``."""
 
-    __slots__ = ("_bounds", "_cells", "_lock", "_sum")
+    __slots__ = ("_bounds", "_cells", "_sums")
 
     def __init__(self, bounds: tuple[float, ...]) -> None:
         self._bounds = bounds  # finite upper bounds, ascending; the last cell is +Inf
         self._cells = [itertools.count() for _ in range(len(bounds) + 1)]
-        self._lock = threading.Lock()
-        self._sum = 0.0
+        self._sums: dict[int, float] = {}  # thread id -> that thread's part of the sum
 
     def observe(self, amount: float) -> None:
         # bisect_left: an amount equal to a bound belongs to that bound's bucket (le = <=).
         next(self._cells[bisect_left(self._bounds, amount)])
-        with self._lock:
-            self._sum += amount
+        sums = self._sums
+        thread = get_ident()
+        sums[thread] = sums.get(thread, 0.0) + amount  # only this thread writes this entry
 
     def snapshot(self) -> tuple[list[int], float]:
         """Per-bucket (not cumulative) counts and the sum."""
-        with self._lock:
-            total = self._sum
+        # copy() is one atomic step: no "dict changed size" when a new thread observes meanwhile.
+        total = math.fsum(self._sums.copy().values())
         return [read_count(cell) for cell in self._cells], total
 
 

@@ -29,7 +29,7 @@ import inspect
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import Any, cast
 
-from bus._names import escape, shorten, watermark_key
+from bus._names import as_is, escape, shorten, watermark_key
 
 from ._exceptions import KeyBuildError
 
@@ -37,6 +37,7 @@ __all__ = ["BadCall", "GCacheKey", "KeySpec", "canonical", "watermark_key"]
 
 _AUTO_IGNORED = ("self", "cls")
 _EMPTY = inspect.Parameter.empty
+_new_key = object.__new__
 
 
 def canonical(value: object) -> Hashable:
@@ -114,19 +115,6 @@ class GCacheKey:
         self._args: tuple[tuple[str, str], ...] | None = tuple(args)
         self._names: tuple[str, ...] = ()
         self._rest: tuple[Hashable, ...] = ()
-
-    @classmethod
-    def _lazy(cls, spec: KeySpec, entity_id: str, rest: tuple[Hashable, ...]) -> GCacheKey:
-        # Built on every cached call: the readable args are only spelled out if asked for.
-        key = cls.__new__(cls)
-        key.key_type = spec.key_type
-        key.id = entity_id
-        key.use_case = spec.use_case
-        key.invalidation_tracking = spec.tracked
-        key._args = None
-        key._names = spec.arg_names
-        key._rest = rest
-        return key
 
     @property
     def args(self) -> tuple[tuple[str, str], ...]:
@@ -332,7 +320,17 @@ class KeySpec:
     # -- off the hot path -----------------------------------------------------------------
 
     def gcache_key(self, local_key: tuple[Hashable, ...]) -> GCacheKey:
-        return GCacheKey._lazy(self, local_key[1], local_key[3:])  # type: ignore[arg-type]
+        """The provider's view of a call. Built on every cached call, so without ``__init__``:
+        the readable ``args`` are only spelled out if the provider asks for them."""
+        key = _new_key(GCacheKey)
+        key.key_type = self.key_type
+        key.id = local_key[1]  # type: ignore[assignment]
+        key.use_case = self.use_case
+        key.invalidation_tracking = self.tracked
+        key._args = None
+        key._names = self.arg_names
+        key._rest = local_key[3:]
+        return key
 
     def remote_key(self, namespace: str, local_key: tuple[Hashable, ...]) -> str:
         return self.remote_keys(namespace, local_key)[0]
@@ -342,7 +340,13 @@ class KeySpec:
         it), sharing one ``{key_type=id}`` hash tag built once."""
         entity_id = local_key[1]
         assert isinstance(entity_id, str)
-        tag = "{" + self._key_type_text + "=" + shorten(escape(entity_id)) + "}"
+        tag = (
+            "{"
+            + self._key_type_text
+            + "="
+            + (entity_id if as_is(entity_id) else shorten(escape(entity_id)))
+            + "}"
+        )
         if len(local_key) == 3 and local_key[2] is None:
             args = ""  # the common case: the id is the only keyed argument
         else:

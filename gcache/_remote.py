@@ -160,16 +160,16 @@ class RemoteStore:
 
     # -- operations -----------------------------------------------------------------------
 
-    @property
     def clock_due(self) -> bool:
         """True when :meth:`sync_clock` should run: the clock needs a sample, or this store
         has not yet made sure the namespace has a flush watermark (another component, such as
         the bus subscriber, may have synced the shared clock first)."""
-        return not self._namespace_ready or self.clock.due()
+        # clock.due(), inline: this is asked on every REMOTE read.
+        return not self._namespace_ready or time.monotonic_ns() > self.clock.resample_at_ns
 
     async def sync_clock(self) -> None:
         """Take a ``TIME`` sample (creating the namespace's flush watermark if absent)."""
-        if not self.clock_due:
+        if not self.clock_due():
             return
         t0 = time.monotonic_ns()
         seconds, micros, created = await self._script(CLOCK, [self.flush_key], [])

@@ -31,6 +31,11 @@ class _Abandoned(Exception):
 class AsyncFlights:
     """Single-flight for coroutines on one or more asyncio loops.
 
+    A flight is led per ``(loop, key)``: a future can only be awaited on its own loop. The
+    leader registers nothing but its loop; the future its waiters share is made by the first
+    waiter, so a flight nobody joins (nearly all of them: a REMOTE hit is one) allocates no
+    future and sets no result.
+
     Re-entry is only possible from the user's function (everything else a flight does is the
     cache's own I/O), so the leader marks the key as "being led" only around that function:
     ``token = flights.lead(key)`` ... ``flights.release(token)``. The REMOTE-hit path, which
@@ -38,60 +43,73 @@ class AsyncFlights:
     """
 
     def __init__(self) -> None:
-        self._flights: dict[Hashable, asyncio.Future[Any]] = {}
+        self._leaders: dict[Hashable, asyncio.AbstractEventLoop] = {}
+        """The loop whose flight of a key is under way (the latest, when several are)."""
+        self._waiting: dict[tuple[asyncio.AbstractEventLoop, Hashable], asyncio.Future[Any]] = {}
+        """The future of a flight that has waiters."""
         self._leading: contextvars.ContextVar[frozenset[Hashable]] = contextvars.ContextVar(
             f"gcache_flights_{id(self):x}", default=frozenset()
         )
 
-    def start(self, key: Hashable) -> asyncio.Future[Any] | None:
-        """Lead a flight of ``key`` on the running loop: its future, to end with :meth:`finish`
-        or :meth:`fail`; or None when one is already under way here (:meth:`run` joins it).
+    def start(self, key: Hashable) -> asyncio.AbstractEventLoop | None:
+        """Lead a flight of ``key`` on the running loop: returns the token (the loop) to end it
+        with :meth:`finish` or :meth:`fail`; or None when one is already under way here
+        (:meth:`run` joins it).
 
         ``start``/``finish`` let the common case, no flight to join, run without a coroutine
         of its own; :meth:`run` is the whole protocol in one call."""
         loop = asyncio.get_running_loop()
-        future = self._flights.get(key)
-        if future is not None and future.get_loop() is loop:
+        if self._leaders.get(key) is loop:
             return None
-        future = self._flights[key] = loop.create_future()
-        return future
+        self._leaders[key] = loop
+        return loop
 
-    def finish(self, key: Hashable, future: asyncio.Future[Any], result: Any) -> None:
+    def finish(self, key: Hashable, loop: asyncio.AbstractEventLoop, result: Any) -> None:
         """End a flight: its waiters get ``result``."""
-        future.set_result(result)
-        if self._flights.get(key) is future:
-            del self._flights[key]
+        if self._leaders.get(key) is loop:
+            del self._leaders[key]
+        if self._waiting:
+            future = self._waiting.pop((loop, key), None)
+            if future is not None:
+                future.set_result(result)
 
-    def fail(self, key: Hashable, future: asyncio.Future[Any], error: BaseException) -> None:
+    def fail(self, key: Hashable, loop: asyncio.AbstractEventLoop, error: BaseException) -> None:
         """End a flight that raised: waiters get the same exception, or, when the leader was
         cancelled (or the process is exiting), retry with one of them as the new leader."""
+        if self._leaders.get(key) is loop:
+            del self._leaders[key]
+        future = self._waiting.pop((loop, key), None)
+        if future is None:
+            return
         if isinstance(error, (asyncio.CancelledError, KeyboardInterrupt, SystemExit)):
             future.set_exception(_Abandoned())
         else:
             future.set_exception(error)
-        future.exception()  # mark retrieved: no "never retrieved" warning without waiters
-        if self._flights.get(key) is future:
-            del self._flights[key]
+        future.exception()  # mark retrieved: its waiters may all have been cancelled
 
     async def run(self, key: Hashable, compute: Callable[..., Awaitable[T]], *args: Any) -> T:
         """``await compute(*args)``, once for all concurrent callers of ``key`` on a loop."""
         while True:
-            future = self.start(key)
-            if future is not None:
+            leading = self.start(key)
+            if leading is not None:
                 break
             if key in self._leading.get():
                 return await compute(*args)  # re-entered our own flight: waiting would deadlock
+            loop = asyncio.get_running_loop()
+            future = self._waiting.get((loop, key))
+            if future is None:
+                future = self._waiting[(loop, key)] = loop.create_future()
             try:
-                result: T = await asyncio.shield(self._flights[key])
+                result: T = await asyncio.shield(future)
             except _Abandoned:
                 continue
             return result
         try:
             result = await compute(*args)
         except BaseException as exc:
-            self.fail(key, future, exc)
+            self.fail(key, leading, exc)
             raise
-        self.finish(key, future, result)
+        self.finish(key, leading, result)
         return result
 
     def lead(self, key: Hashable) -> contextvars.Token[frozenset[Hashable]]:
