@@ -47,6 +47,9 @@ class Plan:
     """How long a reader waits for the new value before the trial counts as "never"."""
     memory_entries: int
     """LOCAL entries stored per contender in the memory scenario."""
+    interleave_blocks: int = 10
+    """Blocks per round, each side, of a scenario timed interleaved with its baseline: the two
+    alternate block by block, so both see the same moments of the machine."""
     memory_peers: bool = True
     """Whether the memory scenario fills the peers' layers too (a process each), or gcache's
     only (the quick run: spawning is most of its time)."""
@@ -64,6 +67,7 @@ class Plan:
             "stampede_rounds",
             "fresh_trials",
             "memory_entries",
+            "interleave_blocks",
         ):
             if getattr(self, field) < 1:
                 raise ValueError(f"{field} must be >= 1, got {getattr(self, field)!r}")
@@ -113,5 +117,6 @@ QUICK = Plan(
     fresh_trials=3,
     fresh_deadline_sec=0.2,
     memory_entries=20_000,
+    interleave_blocks=4,
     memory_peers=False,
 )

@@ -9,6 +9,11 @@ every scenario alike instead of on whichever happened to run at the time. The st
 also rotates from round to round, so none is always the one that runs right after the Redis-heavy
 miss, or first after a pause.
 
+A scenario marked ``interleaved`` (the tracked REMOTE hit) is timed together with its baseline
+(the raw GET) in alternating blocks of calls, on its turn, and the baseline takes no turn of its
+own: a ratio judged against a 15% margin cannot have its two sides timed a second apart on a
+machine whose round trip drifts by more than that over a second.
+
 Peer libraries' hits (:mod:`.peers`), when installed, are per-call scenarios like any other,
 in the same rounds; those not installed are listed as skipped.
 
@@ -101,6 +106,20 @@ class RunResult:
         return result.percentiles.p99 / self.propagation[result.baseline].percentiles.p99
 
 
+async def _interleave(
+    scenario: Scenario, baseline: Scenario, calls: int, blocks: int
+) -> tuple[float, float]:
+    """Per-call nanoseconds of ``scenario`` and ``baseline``, timed in ``blocks`` alternating
+    blocks each (which of the two goes first alternates too), about ``calls`` calls each."""
+    block = max(1, calls // blocks)
+    elapsed = {scenario.name: 0, baseline.name: 0}
+    for index in range(blocks):
+        for side in (scenario, baseline) if index % 2 == 0 else (baseline, scenario):
+            elapsed[side.name] += await side.measure(block)
+    timed = block * blocks
+    return elapsed[scenario.name] / timed, elapsed[baseline.name] / timed
+
+
 def _rotated(scenarios: Sequence[Scenario], round_index: int) -> list[Scenario]:
     shift = round_index % len(scenarios)
     return [*scenarios[shift:], *scenarios[:shift]]
@@ -129,12 +148,23 @@ async def run(plan: Plan, redis_url: str, progress: Callable[[str], None]) -> Ru
         for scenario in scenarios:
             await scenario.measure(plan.warmup_calls(scenario.io))
         samples: dict[str, list[float]] = {scenario.name: [] for scenario in scenarios}
+        by_name = {scenario.name: scenario for scenario in scenarios}
+        paired = {s.baseline for s in scenarios if s.interleaved}
+        turns = [scenario for scenario in scenarios if scenario.name not in paired]
         for index in range(plan.rounds):
             progress(f"round {index + 1}/{plan.rounds}")
-            for scenario in _rotated(scenarios, index):
+            for scenario in _rotated(turns, index):
                 calls = plan.calls(scenario.io)
-                elapsed_ns = await scenario.measure(calls)
-                samples[scenario.name].append(elapsed_ns / calls)
+                if scenario.interleaved:
+                    assert scenario.baseline is not None
+                    baseline = by_name[scenario.baseline]
+                    ours, theirs = await _interleave(
+                        scenario, baseline, calls, plan.interleave_blocks
+                    )
+                    samples[scenario.name].append(ours)
+                    samples[baseline.name].append(theirs)
+                else:
+                    samples[scenario.name].append(await scenario.measure(calls) / calls)
         value_bytes = await raw.strlen(RAW_KEY)
     finally:
         sync_thread.shutdown(wait=True)
