@@ -136,3 +136,20 @@ def test_profile_reports_where_one_scenario_spends_its_time() -> None:
         ).stdout
         assert "under cProfile" in report
         assert f"({function})" in report  # the cached wrapper itself is in the table
+
+
+def test_think_time_reports_a_row_per_work_size() -> None:
+    """``python -m benchmarks.think_time`` runs against its own server and prints one row per
+    work size, the first being the bare GET it is compared with."""
+    report = subprocess.run(
+        [sys.executable, "-m", "benchmarks.think_time", "--rounds", "1"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout.splitlines()
+    rows = [line.split() for line in report[2:]]
+    assert len(rows) == 6
+    assert rows[0][0] == "0.0" and rows[0][2] == "0.0" and rows[0][3] == "-"
+    assert all(float(row[0]) > 0 for row in rows[1:])
