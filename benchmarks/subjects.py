@@ -144,15 +144,18 @@ class Subjects:
     process-wide default registry is left alone.
     """
 
-    def __init__(self, redis_url: str, registry: CollectorRegistry) -> None:
+    def __init__(self, redis_url: str, registry: CollectorRegistry, *, bus: bool = True) -> None:
+        """``bus=False`` builds every cache without the invalidation bus: for counting the
+        instructions of a call (:mod:`benchmarks.instructions`), which the subscriber's
+        background work, proportional to elapsed time rather than to calls, would inflate."""
         self.registry = registry
         self.fallbacks: Counter[str] = Counter()
         """How many times each cached function's body ran."""
         fallbacks = self.fallbacks
         use_cases = self.use_cases = USE_CASES
-        self.hit_cache = _cache(_HIT_NAMESPACE, local_and_remote, redis_url, registry)
-        self.remote_cache = _cache(_REMOTE_NAMESPACE, remote_only, redis_url, registry)
-        self.miss_cache = _cache(_MISS_NAMESPACE, local_and_remote, redis_url, registry)
+        self.hit_cache = _cache(_HIT_NAMESPACE, local_and_remote, redis_url, registry, bus=bus)
+        self.remote_cache = _cache(_REMOTE_NAMESPACE, remote_only, redis_url, registry, bus=bus)
+        self.miss_cache = _cache(_MISS_NAMESPACE, local_and_remote, redis_url, registry, bus=bus)
         self.bus_off_cache = _cache(
             _BUS_OFF_NAMESPACE, local_and_remote, redis_url, registry, bus=False
         )

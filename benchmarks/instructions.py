@@ -1,0 +1,233 @@
+"""``python -m benchmarks.instructions``: instructions per call of the hot paths, under callgrind.
+
+Wall-clock figures on a shared two-core machine move by more than the margins they are judged
+against. Instruction counts do not: ``valgrind --tool=callgrind`` counts what the client process
+executes, whatever else the machine is doing, and the Redis server (a separate, native process)
+is not counted at all. So this reports, for each path, the instructions one call costs in the
+process that makes it: gcache's Python, redis-py's command path, asyncio's loop and the kernel
+interface on the client side.
+
+Each path runs in a child process under callgrind twice, with ``n`` and ``2n`` timed calls after
+the same warm-up; the difference divided by ``n`` is the per-call figure, with start-up, imports
+and warm-up cancelled out. Every timed block is checked to have taken its path (the checks of
+:mod:`benchmarks.checks`), as in the timed benchmark.
+
+The caches are built without the invalidation bus: its subscriber's heartbeats cost CPU per
+second, not per call (about 0.5% of a core here, idle), and callgrind's slowdown would charge
+fifty times more of them to each call. The hit paths measured do not depend on the bus (the
+REMOTE hit and the untracked LOCAL hits take the same path with or without it).
+
+The tracked REMOTE hit against the raw GET is then a noise-free reading of the CPU that gcache
+adds to one round trip (its wall-clock ratio adds the round trip's kernel and idle time, which
+gcache does not add to).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import os
+import re
+import shutil
+import subprocess
+import sys
+import threading
+from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Final
+
+from prometheus_client import CollectorRegistry
+from redis.asyncio import Redis
+
+from gcache._codec import encode, serialize
+from integration.redis_server import RedisServer
+
+from .checks import expect_path
+from .subjects import ENTITY_ID, VALUE, Subjects, bare_async, bare_sync
+
+__all__ = ["main"]
+
+PATHS: Final = (
+    "async_bare",
+    "sync_bare",
+    "async_local_hit",
+    "sync_local_hit",
+    "raw_redis_get",
+    "tracked_remote_hit",
+)
+_BASELINES: Final = {
+    "async_local_hit": "async_bare",
+    "sync_local_hit": "sync_bare",
+    "tracked_remote_hit": "raw_redis_get",
+}
+_WARMUP: Final = 300
+_RAW_KEY: Final = "bench-instructions:raw"
+_REFS = re.compile(r"I\s+refs:\s+([\d,]+)")
+
+
+# -- the child: one path, n calls, under callgrind ------------------------------------------------
+
+
+async def _run_path(path: str, url: str, calls: int) -> None:
+    subjects = Subjects(url, CollectorRegistry(), bus=False)
+    ids = [ENTITY_ID] * calls
+    if path == "async_bare":
+        await _loop(bare_async, ids)
+    elif path == "sync_bare":
+        _sync_loop(bare_sync, ids)
+    elif path == "raw_redis_get":
+        raw = Redis.from_url(url)
+        # A value of the size gcache stores for the REMOTE hit (what the raw GET is compared to).
+        await raw.set(_RAW_KEY, encode(serialize(VALUE), 0))
+        get: Callable[[str], Awaitable[Any]] = raw.get
+        await _loop(get, [_RAW_KEY] * calls)
+    elif path == "tracked_remote_hit":
+        counters = {("request", "local"): 0, ("request", "remote"): calls, ("miss", "remote"): 0}
+        with subjects.remote_cache.enable():
+            await _loop(subjects.tracked_remote_hit, ids, subjects, path, counters)
+    elif path == "async_local_hit":
+        with subjects.hit_cache.enable():
+            await _loop(subjects.async_hit, ids, subjects, "async_hit", _local_hits(calls))
+    elif path == "sync_local_hit":
+
+        def in_plain_thread() -> None:
+            with subjects.hit_cache.enable():
+                _sync_loop(subjects.sync_hit, ids, subjects, "sync_hit", _local_hits(calls))
+
+        thread = threading.Thread(target=in_plain_thread)
+        thread.start()
+        thread.join()
+    else:
+        raise ValueError(f"unknown path {path!r}; one of {', '.join(PATHS)}")
+
+
+def _local_hits(calls: int) -> dict[tuple[str, str], int]:
+    return {("request", "local"): calls, ("miss", "local"): 0, ("request", "remote"): 0}
+
+
+async def _loop(
+    fn: Callable[[str], Awaitable[Any]],
+    ids: list[str],
+    subjects: Subjects | None = None,
+    function: str = "",
+    counters: dict[tuple[str, str], int] | None = None,
+) -> None:
+    for arg in ids[:_WARMUP]:
+        await fn(arg)
+    gc.collect()  # both runs start their timed calls from the same heap
+    if subjects is None or counters is None:
+        for arg in ids:
+            await fn(arg)
+        return
+    with expect_path(subjects, function, body_runs=0, counters=counters):
+        for arg in ids:
+            await fn(arg)
+
+
+def _sync_loop(
+    fn: Callable[[str], Any],
+    ids: list[str],
+    subjects: Subjects | None = None,
+    function: str = "",
+    counters: dict[tuple[str, str], int] | None = None,
+) -> None:
+    for arg in ids[:_WARMUP]:
+        fn(arg)
+    gc.collect()  # both runs start their timed calls from the same heap
+    if subjects is None or counters is None:
+        for arg in ids:
+            fn(arg)
+        return
+    with expect_path(subjects, function, body_runs=0, counters=counters):
+        for arg in ids:
+            fn(arg)
+
+
+def _child(path: str, url: str, calls: int) -> None:
+    asyncio.run(_run_path(path, url, calls))
+    sys.stdout.flush()
+    # Leave at once: what closing connections and threads costs is not a per-call figure, and
+    # the two runs of a path must differ only by their timed calls.
+    os._exit(0)
+
+
+# -- the parent: two runs per path, the difference per call ----------------------------------------
+
+
+def _instructions(valgrind: str, path: str, url: str, calls: int) -> int:
+    command = [
+        valgrind,
+        "--tool=callgrind",
+        "--callgrind-out-file=/dev/null",
+        sys.executable,
+        "-m",
+        "benchmarks.instructions",
+        "--child",
+        path,
+        "--url",
+        url,
+        "--calls",
+        str(calls),
+    ]
+    # A fixed hash seed: with a random one, start-up (imports, dict layouts) differs from run to
+    # run by more than the calls being counted.
+    env = os.environ | {"PYTHONHASHSEED": "0"}
+    done = subprocess.run(command, capture_output=True, text=True, timeout=900, env=env)
+    found = _REFS.search(done.stderr)
+    if done.returncode != 0 or found is None:
+        raise RuntimeError(f"{path} under callgrind failed ({done.returncode}):\n{done.stderr}")
+    return int(found.group(1).replace(",", ""))
+
+
+def _count_on_new_server(valgrind: str, path: str, calls: int) -> int:
+    # A server of its own per run: both runs of a path must start from the same (empty) Redis,
+    # or the priming calls of one would find what another left and take another path.
+    with RedisServer.start() as server:
+        return _instructions(valgrind, path, server.url, calls)
+
+
+def _per_call(valgrind: str, calls: int, jobs: int) -> dict[str, float]:
+    runs = [(path, n) for path in PATHS for n in (calls, 2 * calls)]
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        counts = list(pool.map(lambda run: _count_on_new_server(valgrind, *run), runs))
+    totals = dict(zip(runs, counts, strict=True))
+    return {path: (totals[(path, 2 * calls)] - totals[(path, calls)]) / calls for path in PATHS}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.instructions",
+        description="Instructions per call of gcache's hot paths, counted by callgrind.",
+    )
+    parser.add_argument("--calls", type=int, default=2000, help="n: calls in the shorter run")
+    parser.add_argument(
+        "--jobs", type=int, default=os.cpu_count() or 1, help="runs under callgrind at once"
+    )
+    parser.add_argument("--child", choices=PATHS, help=argparse.SUPPRESS)
+    parser.add_argument("--url", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.calls < 1 or args.jobs < 1:
+        parser.error("--calls and --jobs must be >= 1")
+    if args.child is not None:
+        _child(args.child, args.url, args.calls)
+    valgrind = shutil.which("valgrind")
+    if valgrind is None:
+        print("valgrind is not installed (Debian: apt-get install valgrind)", file=sys.stderr)
+        return 2
+    figures = _per_call(valgrind, args.calls, args.jobs)
+    print(f"instructions per call, client process only (callgrind; runs of {args.calls:,} and "
+          f"{2 * args.calls:,} calls, difference / {args.calls:,})")  # fmt: skip
+    print(f"{'path':<20} {'instructions':>12}  vs baseline")
+    for path in PATHS:
+        baseline = _BASELINES.get(path)
+        versus = ""
+        if baseline is not None:
+            added = figures[path] - figures[baseline]
+            versus = f"{figures[path] / figures[baseline]:.3f}x {baseline} (+{added:,.0f})"
+        print(f"{path:<20} {figures[path]:>12,.0f}  {versus}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
