@@ -45,7 +45,9 @@ class FastHistogramChild:
     def __init__(self, bounds: tuple[float, ...]) -> None:
         self._bounds = bounds  # finite upper bounds, ascending; the last cell is +Inf
         self._cells = [itertools.count() for _ in range(len(bounds) + 1)]
-        self._sums: dict[int, float] = {}  # thread id -> that thread's part of the sum
+        # Thread id -> that thread's part of the sum: an entry per thread that ever observed
+        # (the ids of ended threads are usually handed out again, so a pool's churn adds few).
+        self._sums: dict[int, float] = {}
 
     def observe(self, amount: float) -> None:
         # bisect_left: an amount equal to a bound belongs to that bound's bucket (le = <=).

@@ -340,6 +340,7 @@ class KeySpec:
         it), sharing one ``{key_type=id}`` hash tag built once."""
         entity_id = local_key[1]
         assert isinstance(entity_id, str)
+        # bus._names.component(entity_id), inline (the common id is used as is).
         tag = (
             "{"
             + self._key_type_text
