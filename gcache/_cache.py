@@ -6,7 +6,6 @@ import contextvars
 import inspect
 import logging
 import threading
-import types
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import Future
 from typing import Any, TypeVar
@@ -21,13 +20,14 @@ from ._burst_log import BurstLogger
 from ._bus_link import make_subscriber
 from ._cached import Runner, wrap_async, wrap_sync
 from ._codec import Codec
-from ._config import GCacheConfig, GCacheKeyConfig
+from ._config import GCacheConfig
 from ._exceptions import InvalidationError
-from ._keys import GCacheKey, IdArg, KeySpec
+from ._keys import IdArg, KeySpec
 from ._local import LocalCache
 from ._metrics import Metrics
 from ._remote import RemoteError, RemoteStore
 from ._singleflight import AsyncFlights, SyncFlights
+from ._sync_provider import SyncProvider
 
 __all__ = ["GCache"]
 
@@ -81,6 +81,8 @@ class GCache:
         self._metrics = Metrics(config.metrics_prefix, config.metrics_registry)
         self._log = BurstLogger(logger, interval=config.error_log_interval_sec, timer=config.timer)
         self._background = BackgroundLoop(f"gcache-{config.namespace}")
+        # The provider's answer for sync callers (see _sync_provider).
+        self._sync_config = SyncProvider(config.cache_config_provider, self._background).answer
         self._async_flights = AsyncFlights()
         self._sync_flights = SyncFlights()
         self._use_cases: set[str] = set()
@@ -293,33 +295,6 @@ class GCache:
         if self._background.in_loop_thread():
             raise RuntimeError("sync gcache calls cannot run on gcache's own background loop")
         self._background.call(operation)
-
-    def _sync_config(self, key: GCacheKey) -> GCacheKeyConfig | None:
-        """Run the config provider from a sync caller, without an event loop when possible.
-
-        An ``async def`` provider that does no I/O finishes on its first step (bare yields, as
-        ``asyncio.sleep(0)`` makes, are stepped through). One that needs a loop fails on that
-        step with "no running event loop" or yields a future; only then is it run again, on the
-        background loop — its code before that point runs twice, which is why providers should
-        not do I/O. A provider that raises is called once.
-        """
-        result = self.config.cache_config_provider(key)
-        if type(result) is not types.CoroutineType:
-            return result  # type: ignore[return-value]  # checked by Runner.layers
-        try:
-            while result.send(None) is None:
-                pass
-        except StopIteration as done:  # the usual case
-            return done.value  # type: ignore[no-any-return]
-        except RuntimeError as exc:
-            if "no running event loop" not in str(exc):
-                raise
-        else:
-            result.close()  # suspended on a future of a loop we cannot wait for here
-        if self._background.in_loop_thread():
-            raise RuntimeError("async config provider suspended on gcache's background loop")
-        provider = self.config.cache_config_provider
-        return self._background.call(lambda: provider(key))  # type: ignore[arg-type,return-value]
 
 
 def _default_use_case(func: Callable[..., Any]) -> str:
