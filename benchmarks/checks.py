@@ -23,7 +23,7 @@ from prometheus_client import CollectorRegistry
 
 from .subjects import KEY_TYPE, Subjects
 
-__all__ = ["PathError", "expect_path"]
+__all__ = ["PathError", "expect_path", "local_hits", "misses", "remote_hits"]
 
 _COUNTERS: Final = {
     "request": "gcache_request_counter_total",
@@ -70,3 +70,21 @@ def expect_path(
             )
     if problems:
         raise PathError(f"{use_case}: not the path being measured: " + "; ".join(problems))
+
+
+# What the counters of ``expect_path`` must show after ``calls`` calls of each path.
+
+
+def local_hits(calls: int) -> dict[tuple[str, str], int]:
+    """Every call consults LOCAL and finds the value; none goes on to Redis."""
+    return {("request", "local"): calls, ("miss", "local"): 0, ("request", "remote"): 0}
+
+
+def remote_hits(calls: int) -> dict[tuple[str, str], int]:
+    """LOCAL is off for this config; every call reads Redis and finds the value there."""
+    return {("request", "local"): 0, ("request", "remote"): calls, ("miss", "remote"): 0}
+
+
+def misses(calls: int) -> dict[tuple[str, str], int]:
+    """Every call misses both layers."""
+    return {("miss", "local"): calls, ("miss", "remote"): calls}

@@ -35,6 +35,7 @@ import sys
 import threading
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any, Final
 
 from prometheus_client import CollectorRegistry
@@ -43,7 +44,7 @@ from redis.asyncio import Redis
 from gcache._codec import encode, serialize
 from integration.redis_server import RedisServer
 
-from .checks import expect_path
+from .checks import expect_path, local_hits, remote_hits
 from .subjects import ENTITY_ID, VALUE, Subjects, bare_async, bare_sync
 
 __all__ = ["main"]
@@ -83,17 +84,19 @@ async def _run_path(path: str, url: str, calls: int) -> None:
         get: Callable[[str], Awaitable[Any]] = raw.get
         await _loop(get, [_RAW_KEY] * calls)
     elif path == "tracked_remote_hit":
-        counters = {("request", "local"): 0, ("request", "remote"): calls, ("miss", "remote"): 0}
+        check = expect_path(subjects, path, body_runs=0, counters=remote_hits(calls))
         with subjects.remote_cache.enable():
-            await _loop(subjects.tracked_remote_hit, ids, subjects, path, counters)
+            await _loop(subjects.tracked_remote_hit, ids, check)
     elif path == "async_local_hit":
+        check = expect_path(subjects, "async_hit", body_runs=0, counters=local_hits(calls))
         with subjects.hit_cache.enable():
-            await _loop(subjects.async_hit, ids, subjects, "async_hit", _local_hits(calls))
+            await _loop(subjects.async_hit, ids, check)
     elif path == "sync_local_hit":
+        check = expect_path(subjects, "sync_hit", body_runs=0, counters=local_hits(calls))
 
         def in_plain_thread() -> None:
             with subjects.hit_cache.enable():
-                _sync_loop(subjects.sync_hit, ids, subjects, "sync_hit", _local_hits(calls))
+                _sync_loop(subjects.sync_hit, ids, check)
 
         thread = threading.Thread(target=in_plain_thread)
         thread.start()
@@ -102,25 +105,16 @@ async def _run_path(path: str, url: str, calls: int) -> None:
         raise ValueError(f"unknown path {path!r}; one of {', '.join(PATHS)}")
 
 
-def _local_hits(calls: int) -> dict[tuple[str, str], int]:
-    return {("request", "local"): calls, ("miss", "local"): 0, ("request", "remote"): 0}
-
-
 async def _loop(
     fn: Callable[[str], Awaitable[Any]],
     ids: list[str],
-    subjects: Subjects | None = None,
-    function: str = "",
-    counters: dict[tuple[str, str], int] | None = None,
+    check: AbstractContextManager[None] | None = None,
 ) -> None:
+    """Warm up, then the counted calls, inside ``check`` (the path check) when given."""
     for arg in ids[:_WARMUP]:
         await fn(arg)
-    gc.collect()  # both runs start their timed calls from the same heap
-    if subjects is None or counters is None:
-        for arg in ids:
-            await fn(arg)
-        return
-    with expect_path(subjects, function, body_runs=0, counters=counters):
+    gc.collect()  # both runs start their counted calls from the same heap
+    with check or nullcontext():
         for arg in ids:
             await fn(arg)
 
@@ -128,18 +122,13 @@ async def _loop(
 def _sync_loop(
     fn: Callable[[str], Any],
     ids: list[str],
-    subjects: Subjects | None = None,
-    function: str = "",
-    counters: dict[tuple[str, str], int] | None = None,
+    check: AbstractContextManager[None] | None = None,
 ) -> None:
+    """:func:`_loop` for a sync function, in the calling thread."""
     for arg in ids[:_WARMUP]:
         fn(arg)
-    gc.collect()  # both runs start their timed calls from the same heap
-    if subjects is None or counters is None:
-        for arg in ids:
-            fn(arg)
-        return
-    with expect_path(subjects, function, body_runs=0, counters=counters):
+    gc.collect()
+    with check or nullcontext():
         for arg in ids:
             fn(arg)
 

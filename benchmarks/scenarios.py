@@ -15,7 +15,7 @@ from typing import Final, cast
 
 from redis.asyncio import Redis
 
-from .checks import PathError, expect_path
+from .checks import PathError, expect_path, local_hits, misses, remote_hits
 from .subjects import ENTITY_ID, REMOTE_VALUE_PATTERN, Subjects, bare_async, bare_sync
 from .timing import time_async_calls, time_sync_calls
 
@@ -43,20 +43,6 @@ class Scenario:
     """Timed together with its baseline, in alternating blocks of calls (see
     :func:`~benchmarks.runner.run`), rather than each on its own turn in the round: for a ratio
     whose margin is smaller than the drift of this machine over the seconds a round takes."""
-
-
-def _local_hits(calls: int) -> dict[tuple[str, str], int]:
-    # Every call consults LOCAL and finds the value; none goes on to Redis.
-    return {("request", "local"): calls, ("miss", "local"): 0, ("request", "remote"): 0}
-
-
-def _remote_hits(calls: int) -> dict[tuple[str, str], int]:
-    # LOCAL is off for this config; every call reads Redis and finds the value there.
-    return {("request", "local"): 0, ("request", "remote"): calls, ("miss", "remote"): 0}
-
-
-def _misses(calls: int) -> dict[tuple[str, str], int]:
-    return {("miss", "local"): calls, ("miss", "remote"): calls}
 
 
 async def prepare_scenarios(
@@ -143,7 +129,7 @@ async def prepare_scenarios(
     async def async_local_hit(calls: int) -> int:
         args = same_id(calls)
         with (
-            expect_path(subjects, "async_hit", body_runs=0, counters=_local_hits(calls)),
+            expect_path(subjects, "async_hit", body_runs=0, counters=local_hits(calls)),
             subjects.hit_cache.enable(),
         ):
             return await time_async_calls(subjects.async_hit, args)
@@ -151,7 +137,7 @@ async def prepare_scenarios(
     def sync_local_hit_in_thread(calls: int) -> int:
         args = same_id(calls)
         with (
-            expect_path(subjects, "sync_hit", body_runs=0, counters=_local_hits(calls)),
+            expect_path(subjects, "sync_hit", body_runs=0, counters=local_hits(calls)),
             subjects.hit_cache.enable(),
         ):
             return time_sync_calls(subjects.sync_hit, args)
@@ -162,7 +148,7 @@ async def prepare_scenarios(
     async def tracked_local_hit_bus_on(calls: int) -> int:
         args = same_id(calls)
         with (
-            expect_path(subjects, "tracked_hit_bus_on", body_runs=0, counters=_local_hits(calls)),
+            expect_path(subjects, "tracked_hit_bus_on", body_runs=0, counters=local_hits(calls)),
             subjects.hit_cache.enable(),
         ):
             return await time_async_calls(subjects.tracked_hit_bus_on, args)
@@ -170,7 +156,7 @@ async def prepare_scenarios(
     async def tracked_local_hit_bus_off(calls: int) -> int:
         args = same_id(calls)
         with (
-            expect_path(subjects, "tracked_hit_bus_off", body_runs=0, counters=_local_hits(calls)),
+            expect_path(subjects, "tracked_hit_bus_off", body_runs=0, counters=local_hits(calls)),
             subjects.bus_off_cache.enable(),
         ):
             return await time_async_calls(subjects.tracked_hit_bus_off, args)
@@ -178,7 +164,7 @@ async def prepare_scenarios(
     async def tracked_remote_hit(calls: int) -> int:
         args = same_id(calls)
         with (
-            expect_path(subjects, "tracked_remote_hit", body_runs=0, counters=_remote_hits(calls)),
+            expect_path(subjects, "tracked_remote_hit", body_runs=0, counters=remote_hits(calls)),
             subjects.remote_cache.enable(),
         ):
             return await time_async_calls(subjects.tracked_remote_hit, args)
@@ -195,7 +181,7 @@ async def prepare_scenarios(
     async def async_miss(calls: int) -> int:
         args = list(itertools.islice(fresh_ids, calls))  # never asked for before: always a miss
         with (
-            expect_path(subjects, "miss", body_runs=calls, counters=_misses(calls)),
+            expect_path(subjects, "miss", body_runs=calls, counters=misses(calls)),
             subjects.miss_cache.enable(),
         ):
             return await time_async_calls(subjects.miss, args)

@@ -4,8 +4,8 @@ The tracked REMOTE hit is judged against back-to-back raw GETs, whose Python sid
 redis-py call; what gcache adds is a few microseconds of Python (key, config provider,
 single-flight, unpickling, metrics) between one reply and the next request. On a machine where
 the Redis server and the client share two vCPUs, those microseconds can cost more than
-themselves: the longer the client is busy between requests, the longer the server sits idle, and
-waking it costs time of its own.
+themselves (likely the price of waking an idle server, or of caches gone cold meanwhile; this
+tool measures the effect, not its cause).
 
 This measures that on its own, with no gcache involved: back-to-back GETs with a pure-Python
 busy loop of a known length after each, against GETs with nothing after them, alternating
