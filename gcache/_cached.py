@@ -42,11 +42,12 @@ from bus._retry import retry_async
 from ._codec import DecodeError
 from ._config import GCacheKeyConfig
 from ._exceptions import KeyBuildError
-from ._keys import BadCall, KeySpec
+from ._keys import BadCall, KeySpec, watermark_key
 from ._local import MISS
-from ._metrics import LOCAL_TIMING_SAMPLE
+from ._metrics import TIMING_SAMPLE
 from ._remote import REDIS_ERRORS, RemoteError, kind_of
 from ._scripts import WriteResult
+from ._singleflight import ABANDONED
 
 if TYPE_CHECKING:
     from ._cache import GCache
@@ -56,10 +57,12 @@ __all__ = ["Runner", "wrap_async", "wrap_sync"]
 
 _perf = time.perf_counter
 _NO_LAYERS = (0.0, 0.0)
+_NO_CONFIG = object()
 
 
 class _Fill:
-    """What the I/O before the function call found out."""
+    """What a call that missed carries from its REMOTE read to its REMOTE write (and, for sync
+    callers, what the read on the background loop hands back to the caller's thread)."""
 
     __slots__ = (
         "computed_at",
@@ -67,18 +70,16 @@ class _Fill:
         "keeps_local",
         "raw",
         "read_at",
+        "read_seconds",
         "remote_key",
-        "watermark_key",
     )
 
-    def __init__(
-        self, remote_key: str | None, watermark_key: str | None, keeps_local: bool
-    ) -> None:
+    def __init__(self, remote_key: str | None, keeps_local: bool) -> None:
         self.remote_key = remote_key
-        self.watermark_key = watermark_key
         self.keeps_local = keeps_local  # a REMOTE hit will be stored in the LOCAL layer
         self.raw: bytes | None = None  # only valid values are ever stored (see RemoteStore.get)
         self.read_at: int | None = None  # cache time just before the REMOTE read (if keeps_local)
+        self.read_seconds: float | None = None  # how long the REMOTE read took, if it answered
         self.io_spent = 0.0  # seconds of Redis I/O so far: a call's I/O shares one budget
         self.computed_at: int | None = None
 
@@ -98,12 +99,18 @@ class Runner:
         # Tracked LOCAL hits are served only while the bus proves its staleness bound.
         bus = cache._bus
         self.gate = bus.is_fresh if (bus is not None and spec.tracked) else None
-        self._ticks = itertools.count(1)  # next() is atomic under the GIL: no lost tick
+        # Which LOCAL lookups and REMOTE decodes are timed (one in TIMING_SAMPLE of each, the
+        # first included). next() is atomic under the GIL: no lost tick.
+        self._lookups = itertools.count()
+        self._decodes = itertools.count()
         # GCacheConfig.config_reuse_sec: the provider's last answer and until when it holds
         # (one tuple, replaced whole, so threads never see half of an update).
         self.reuse_sec = cache.config.config_reuse_sec
         self.timer = cache.config.timer
         self.reused: tuple[float, Any] | None = None
+        # The last config whose layers involve no draw, and those layers: providers usually
+        # hand back the same frozen GCacheKeyConfig, and the wrappers then skip layers().
+        self.settled: tuple[object, tuple[float, float]] = (_NO_CONFIG, _NO_LAYERS)
 
     # -- decisions (no I/O) ---------------------------------------------------------------
 
@@ -127,7 +134,12 @@ class Runner:
             if ramp < 100 and (ramp <= 0 or random() * 100 >= ramp):
                 self.metrics.disabled("remote", "ramped_down")
                 remote_ttl = 0.0
-        return local_ttl, remote_ttl
+        layers = local_ttl, remote_ttl
+        if (not config.local_ttl or config.local_ramp >= 100) and (
+            not config.remote_ttl or config.remote_ramp >= 100
+        ):
+            self.settled = (config, layers)  # no draw: the same config gives the same layers
+        return layers
 
     def key_failed(self, exc: Exception) -> None:
         """``spec.local_key`` raised (the wrappers call it inline): the call runs uncached,
@@ -151,8 +163,7 @@ class Runner:
         if gate is not None and not gate():
             metrics.disabled("local", "bus_unsynced")
             return MISS
-        # Time one lookup in LOCAL_TIMING_SAMPLE: the timer would cost more than the lookup.
-        if next(self._ticks) % LOCAL_TIMING_SAMPLE:
+        if next(self._lookups) % TIMING_SAMPLE:
             value = self.local.get(key, ttl)
         else:
             started = _perf()
@@ -164,37 +175,59 @@ class Runner:
         return value
 
     def new_fill(self, key: tuple[Hashable, ...], local_ttl: float, remote_ttl: float) -> _Fill:
+        self.ensure_bus()
+        remote_key = self.spec.remote_key(self.namespace, key) if remote_ttl else None
+        return _Fill(remote_key, bool(local_ttl))
+
+    def ensure_bus(self) -> None:
+        """Start the invalidation bus on the first call that may fill a key."""
         if self.cache._bus_task is None:
             self.cache._ensure_bus()
-        keeps_local = bool(local_ttl)
-        if not remote_ttl:
-            return _Fill(None, None, keeps_local)
-        value_key, wkey = self.spec.remote_keys(self.namespace, key)
-        return _Fill(value_key, wkey if self.spec.tracked else None, keeps_local)
 
-    def accept_remote(self, key: tuple[Hashable, ...], fill: _Fill) -> Any:
-        """The REMOTE value if it decodes, else MISS (stale values are never stored: see
-        ``RemoteStore.get``)."""
-        raw = fill.raw
-        if raw is None:
-            return MISS
+    def read_failed(self, exc: BaseException) -> None:
+        """The REMOTE read raised a Redis error: counted as a request, an error and a miss."""
+        self.failed("remote", kind_of(exc), exc)
+        self.metrics.request_remote()
+        self.metrics.miss_remote()
+
+    def accept_remote(
+        self,
+        key: tuple[Hashable, ...],
+        raw: bytes | None,
+        remote_key: str,
+        keeps_local: bool,
+        read_at: int | None,
+        read_seconds: float,
+    ) -> Any:
+        """Count a REMOTE read that answered ``raw`` in ``read_seconds``; return its value if it
+        decodes, else MISS. Nothing stale is ever stored under a key (see ``before_call``)."""
         metrics = self.metrics
-        started = _perf()
+        metrics.get_remote.observe(read_seconds)
+        metrics.request_remote()
+        if raw is None:
+            metrics.miss_remote()
+            return MISS
+        timed = not next(self._decodes) % TIMING_SAMPLE
+        started = _perf() if timed else 0.0
         try:
-            computed_at, value = self.codec.decode(raw, fill.remote_key)  # type: ignore[arg-type]
+            if not keeps_local:  # its computed_at would only matter to the LOCAL layer
+                value = self.codec.decode_value(raw, remote_key)
+            else:
+                computed_at, value = self.codec.decode(raw, remote_key)
         except DecodeError as exc:
             self.failed("remote", exc.reason, exc)
             metrics.miss_remote()
             return MISS
-        metrics.load.observe(_perf() - started)
-        if fill.keeps_local:
+        if timed:
+            metrics.load.observe(_perf() - started)
+        if keeps_local:
             self.local.put(
                 key,
                 value,
                 computed_at=computed_at,
                 size=len(raw),
                 entity=self._entity(key),
-                verified_at=fill.read_at,
+                verified_at=read_at,
             )
         return value
 
@@ -232,38 +265,33 @@ class Runner:
 
     # -- I/O (coroutines: awaited directly, or through the portal by sync callers) ---------
 
+    async def sync_clock(self) -> None:
+        """Sample the Redis clock (due every ``clock_resample_sec``); failures are counted."""
+        try:
+            await self.remote.sync_clock()  # type: ignore[union-attr]
+        except RemoteError as exc:
+            self.failed("remote", exc.kind, exc)
+
     async def before_call(self, fill: _Fill) -> None:
-        """The clock sample when one is due, then the REMOTE lookup. (This is the REMOTE-hit
-        path: everything a hit does not need waits for :meth:`stamp`, on a miss.)"""
+        """A sync caller's I/O before the function, run on the background loop: the clock
+        sample when one is due, then the REMOTE read, whose answer goes back in ``fill``. (The
+        async wrapper does the same inline: see ``wrap_async``.)"""
         remote = self.remote
         assert remote is not None
-        started = _perf()
+        started = read_started = _perf()
         if remote.clock_due():
-            try:
-                await remote.sync_clock()
-            except RemoteError as exc:
-                self.failed("remote", exc.kind, exc)
+            await self.sync_clock()
+            read_started = _perf()
         key = fill.remote_key
         if key is not None:
-            metrics = self.metrics
             if fill.keeps_local and remote.clock.synced:
                 fill.read_at = remote.clock.now_us()
-            read_started = _perf()
-            # A bare GET: nothing stale can be stored under a key, because invalidation deletes
-            # an entity's value keys in the same step that raises its watermark, a flush deletes
-            # the namespace's before it returns, and the write script refuses values computed
-            # before either. It is awaited here rather than through a RemoteStore method: one
-            # coroutine frame fewer on the REMOTE-hit path, which has microseconds to spare.
             try:
-                fill.raw = raw = await remote.client().get(key)  # type: ignore[assignment]
+                fill.raw = await remote.client().get(key)  # type: ignore[assignment]
             except REDIS_ERRORS as exc:
-                self.failed("remote", kind_of(exc), exc)
-                raw = None
+                self.read_failed(exc)
             else:
-                metrics.get_remote.observe(_perf() - read_started)
-            metrics.request_remote()
-            if raw is None:
-                metrics.miss_remote()
+                fill.read_seconds = _perf() - read_started
         fill.io_spent = _perf() - started
 
     def stamp(self, fill: _Fill) -> None:
@@ -275,7 +303,14 @@ class Runner:
         elif remote.clock.synced:
             fill.computed_at = remote.clock.now_us()
 
-    async def write_remote(self, fill: _Fill, payload: bytes, computed_at: int, ttl: float) -> bool:
+    async def write_remote(
+        self,
+        key: tuple[Hashable, ...],
+        fill: _Fill,
+        payload: bytes,
+        computed_at: int,
+        ttl: float,
+    ) -> bool:
         """Conditional REMOTE write; False when a watermark refused the value (it must not be
         kept in the LOCAL layer either). Redis failures count as True: fail open."""
         remote = self.remote
@@ -287,13 +322,17 @@ class Runner:
             self.metrics.disabled("remote", "redis_slow")
             return True
         encoded = self.codec.encode(payload, computed_at, fill.remote_key)
+        spec = self.spec
+        wkey = None
+        if spec.tracked:
+            wkey = watermark_key(self.namespace, spec.key_type, key[1])  # type: ignore[arg-type]
         config = self.cache.config
         with anyio.move_on_after(remaining) as deadline:
             try:
                 result = await retry_async(
                     lambda: remote.put(
                         fill.remote_key,  # type: ignore[arg-type]
-                        fill.watermark_key,
+                        wkey,
                         encoded,
                         computed_at=computed_at,
                         ttl_ms=max(1, int(ttl * 1000)),
@@ -349,30 +388,22 @@ def wrap_async(runner: Runner, func: Callable[..., Awaitable[Any]]) -> Callable[
     timer = runner.timer
     reuse_sec = runner.reuse_sec
     local_key = runner.spec.local_key
+    value_key = runner.spec.remote_key
+    namespace = runner.namespace
 
-    async def fill_and_call(
+    async def call_and_store(
         key: tuple[Hashable, ...],
         local_ttl: float,
         remote_ttl: float,
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
+        remote_key: str | None,
+        io_spent: float,
+        task: asyncio.Task[Any] | None,
     ) -> Any:
-        fill = runner.new_fill(key, local_ttl, remote_ttl)
-        value = MISS
-        # The guard of _GUARD_LOST_CANCEL, inline: this is the REMOTE-hit path.
-        task = asyncio.current_task() if _GUARD_LOST_CANCEL else None
-        cancels = 0 if task is None else task.cancelling()  # type: ignore[attr-defined,unused-ignore]
-        if remote is not None:
-            try:
-                await runner.before_call(fill)
-                value = runner.accept_remote(key, fill)
-            except Exception as exc:
-                _internal_error(runner, exc)
-                value = MISS
-            if task is not None and task.cancelling() > cancels:  # type: ignore[attr-defined,unused-ignore]
-                raise asyncio.CancelledError  # redis-py swallowed it
-            if value is not MISS:
-                return value
+        """A miss: the function, then the REMOTE write and the LOCAL store."""
+        fill = _Fill(remote_key, bool(local_ttl))
+        fill.io_spent = io_spent
         runner.stamp(fill)
         started = _perf()
         token = flights.lead(key)  # a call back into this key from the function must not wait
@@ -385,10 +416,9 @@ def wrap_async(runner: Runner, func: Callable[..., Awaitable[Any]]) -> Callable[
             payload = runner.payload_for(fill, value)
             if payload is not None:
                 computed_at: int = fill.computed_at  # type: ignore[assignment]
-                if task is not None:
-                    cancels = task.cancelling()  # type: ignore[attr-defined,unused-ignore]
-                keep = fill.remote_key is None or await runner.write_remote(
-                    fill, payload, computed_at, remote_ttl
+                cancels = 0 if task is None else task.cancelling()  # type: ignore[attr-defined,unused-ignore]
+                keep = remote_key is None or await runner.write_remote(
+                    key, fill, payload, computed_at, remote_ttl
                 )
                 if task is not None and task.cancelling() > cancels:  # type: ignore[attr-defined,unused-ignore]
                     raise asyncio.CancelledError  # redis-py swallowed it
@@ -421,22 +451,84 @@ def wrap_async(runner: Runner, func: Callable[..., Awaitable[Any]]) -> Callable[
                 return await func(*args, **kwargs)
             if reuse_sec:
                 runner.reused = (timer() + reuse_sec, config)
-        local_ttl, remote_ttl = runner.layers(config)
+        settled = runner.settled
+        if config is settled[0]:
+            local_ttl, remote_ttl = settled[1]
+        else:
+            local_ttl, remote_ttl = runner.layers(config)
         if local_ttl:
             value = runner.lookup_local(key, local_ttl)
             if value is not MISS:
                 return value
         elif not remote_ttl:
             return await func(*args, **kwargs)
+
+        # Single-flight: lead the filling of this key, or wait for the call that leads it.
         flight = flights.start(key)
-        if flight is None:  # another call is filling this key: wait for its result
-            return await flights.run(key, fill_and_call, key, local_ttl, remote_ttl, args, kwargs)
+        while flight is None:
+            if flights.reentered(key):
+                break  # the leader's own function called back into the key: fill it directly
+            result = await flights.join(key)
+            if result is not ABANDONED:
+                return result
+            flight = flights.start(key)  # the leader was cancelled: a waiter leads instead
+
+        # Everything below is written inline, not in coroutines of its own: this is the
+        # REMOTE-hit path, where each coroutine frame is a measurable share of the cost.
         try:
-            value = await fill_and_call(key, local_ttl, remote_ttl, args, kwargs)
+            if cache._bus_task is None:
+                runner.ensure_bus()
+            # The guard of _GUARD_LOST_CANCEL.
+            task = asyncio.current_task() if _GUARD_LOST_CANCEL else None
+            cancels = 0 if task is None else task.cancelling()  # type: ignore[attr-defined,unused-ignore]
+            value = MISS
+            remote_key = None
+            io_spent = 0.0
+            if remote is not None:
+                # What Runner.before_call does for sync callers.
+                started = read_started = _perf()
+                try:
+                    if remote.clock_due():
+                        await runner.sync_clock()
+                        read_started = _perf()
+                    if remote_ttl:
+                        remote_key = value_key(namespace, key)
+                        read_at = (
+                            remote.clock.now_us() if local_ttl and remote.clock.synced else None
+                        )
+                        # A bare GET: nothing stale can be stored under a key, because
+                        # invalidation deletes an entity's value keys in the same step that
+                        # raises its watermark, a flush deletes the namespace's before it
+                        # returns, and the write script refuses values computed before either.
+                        try:
+                            raw: bytes | None = await remote.client().get(remote_key)  # type: ignore[assignment]
+                        except REDIS_ERRORS as exc:
+                            runner.read_failed(exc)
+                        else:
+                            value = runner.accept_remote(
+                                key,
+                                raw,
+                                remote_key,
+                                bool(local_ttl),
+                                read_at,
+                                _perf() - read_started,
+                            )
+                except Exception as exc:
+                    _internal_error(runner, exc)
+                    value = MISS
+                if task is not None and task.cancelling() > cancels:  # type: ignore[attr-defined,unused-ignore]
+                    raise asyncio.CancelledError  # redis-py swallowed it
+                io_spent = _perf() - started
+            if value is MISS:
+                value = await call_and_store(
+                    key, local_ttl, remote_ttl, args, kwargs, remote_key, io_spent, task
+                )
         except BaseException as exc:
-            flights.fail(key, flight, exc)
+            if flight is not None:
+                flights.fail(key, flight, exc)
             raise
-        flights.finish(key, flight, value)
+        if flight is not None:
+            flights.finish(key, flight, value)
         return value
 
     return cached_async
@@ -465,10 +557,19 @@ def wrap_sync(runner: Runner, func: Callable[..., Any]) -> Callable[..., Any]:
         # A sync cached function called on the background loop's own thread cannot wait on that
         # loop; it runs without the REMOTE layer instead of deadlocking.
         io = remote is not None and not background.in_loop_thread()
+        value = MISS
         try:
             if io and (fill.remote_key is not None or remote.clock_due()):  # type: ignore[union-attr]
                 background.call(lambda: runner.before_call(fill))
-            value = runner.accept_remote(key, fill)
+                if fill.read_seconds is not None:
+                    value = runner.accept_remote(
+                        key,
+                        fill.raw,
+                        fill.remote_key,  # type: ignore[arg-type]
+                        fill.keeps_local,
+                        fill.read_at,
+                        fill.read_seconds,
+                    )
         except Exception as exc:
             _internal_error(runner, exc)
             value = MISS
@@ -485,7 +586,7 @@ def wrap_sync(runner: Runner, func: Callable[..., Any]) -> Callable[..., Any]:
                 keep = fill.remote_key is None or not io
                 if not keep:
                     keep = background.call(
-                        lambda: runner.write_remote(fill, payload, computed_at, remote_ttl)
+                        lambda: runner.write_remote(key, fill, payload, computed_at, remote_ttl)
                     )
                 if keep and local_ttl:
                     runner.store_local(key, value, payload, computed_at)
@@ -514,7 +615,11 @@ def wrap_sync(runner: Runner, func: Callable[..., Any]) -> Callable[..., Any]:
                 return func(*args, **kwargs)
             if reuse_sec:
                 runner.reused = (timer() + reuse_sec, config)
-        local_ttl, remote_ttl = runner.layers(config)
+        settled = runner.settled
+        if config is settled[0]:
+            local_ttl, remote_ttl = settled[1]
+        else:
+            local_ttl, remote_ttl = runner.layers(config)
         if local_ttl:
             value = runner.lookup_local(key, local_ttl)
             if value is not MISS:

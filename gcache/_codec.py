@@ -75,7 +75,15 @@ class Codec:
     to it. Unsigned codecs ignore it.
     """
 
-    __slots__ = ("_loads", "_prefix", "_signer", "decode", "serialize", "serializer")
+    __slots__ = (
+        "_loads",
+        "_prefix",
+        "_signer",
+        "decode",
+        "decode_value",
+        "serialize",
+        "serializer",
+    )
 
     def __init__(self, serializer: Serializer = PICKLE, signer: Signer | None = None) -> None:
         self.serializer = serializer
@@ -84,6 +92,9 @@ class Codec:
         self._signer = signer
         self._prefix = MAGIC + (SIGNED if signer is not None else UNSIGNED) + serializer.id
         self.decode = self._decode_plain if signer is None else self._decode_signed
+        """``(computed_at, value)`` from ``(raw, key)``, or :class:`DecodeError`."""
+        self.decode_value = self._value_plain if signer is None else self._value_signed
+        """Just the value (the same checks, the timestamp not parsed), or :class:`DecodeError`."""
 
     @classmethod
     def for_config(cls, config: GCacheConfig) -> Codec:
@@ -110,6 +121,17 @@ class Codec:
         except Exception as exc:
             raise DecodeError(f"corrupt value: {exc!r}") from exc
         return computed_at, value
+
+    def _value_plain(self, raw: bytes, key: str) -> Any:
+        if raw[:4] != self._prefix:
+            raise self._refusal(raw)
+        try:
+            return self._loads(raw[HEADER_LEN:])
+        except Exception as exc:
+            raise DecodeError(f"corrupt value: {exc!r}") from exc
+
+    def _value_signed(self, raw: bytes, key: str) -> Any:
+        return self._decode_signed(raw, key)[1]
 
     def _decode_signed(self, raw: bytes, key: str) -> tuple[int, Any]:
         if raw[:4] != self._prefix:

@@ -174,6 +174,7 @@ class KeySpec:
         "_use_case_text",
         "arg_names",
         "key_type",
+        "local_key",
         "tracked",
         "use_case",
     )
@@ -256,6 +257,14 @@ class KeySpec:
         self._all_positional = (
             len(params) if self._simple and self._positional == len(params) else -1
         )
+        self.local_key: Callable[[tuple[Any, ...], dict[str, Any]], tuple[Hashable, ...]] = (
+            self._id_only_key() if self._id_extract is None and not self._keyed else self._key
+        )
+        """``(args, kwargs)`` -> ``(use_case, entity_id, id_canon_or_None, *keyed_arg_canons)``.
+
+        Raises :class:`BadCall` for a call the function itself would reject, ``KeyBuildError``
+        for an argument with no stable key form, and whatever an adapter or id extractor
+        raises."""
 
     # -- hot path -------------------------------------------------------------------------
 
@@ -288,12 +297,28 @@ class KeySpec:
         bound.apply_defaults()
         return [bound.arguments[name] for name in self._params]
 
-    def local_key(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Hashable, ...]:
-        """``(use_case, entity_id, id_canon_or_None, *keyed_arg_canons)``.
+    def _id_only_key(self) -> Callable[[tuple[Any, ...], dict[str, Any]], tuple[Hashable, ...]]:
+        """:attr:`local_key` for a function keyed by its id alone, with no extractor: the common
+        call (the id a ``str``, every argument by position) in a few steps, anything else
+        through :meth:`_key`."""
+        use_case, index, count, general = (
+            self.use_case,
+            self._id_index,
+            self._all_positional,
+            self._key,
+        )
 
-        Raises :class:`BadCall` for a call the function itself would reject, ``KeyBuildError``
-        for an argument with no stable key form, and whatever an adapter or id extractor raises.
-        """
+        def local_key(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Hashable, ...]:
+            if not kwargs and len(args) == count:
+                raw_id = args[index]
+                if type(raw_id) is str:
+                    return (use_case, raw_id, None)
+            return general(args, kwargs)
+
+        return local_key
+
+    def _key(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Hashable, ...]:
+        """:attr:`local_key`, for every function and call."""
         values: Sequence[Any] | None
         if not kwargs and len(args) == self._all_positional:
             values = args  # the common shape: every argument given by position
@@ -333,29 +358,20 @@ class KeySpec:
         return key
 
     def remote_key(self, namespace: str, local_key: tuple[Hashable, ...]) -> str:
-        return self.remote_keys(namespace, local_key)[0]
-
-    def remote_keys(self, namespace: str, local_key: tuple[Hashable, ...]) -> tuple[str, str]:
-        """The value key and the entity's watermark key (as ``bus._names.watermark_key`` spells
-        it), sharing one ``{key_type=id}`` hash tag built once."""
+        """The value key: ``{namespace}:v:{key_type=id}:{use_case}:{args}``. Its hash tag is the
+        entity's, shared with the entity's watermark key (``watermark_key``)."""
         entity_id = local_key[1]
         assert isinstance(entity_id, str)
-        # bus._names.component(entity_id), inline (the common id is used as is).
-        tag = (
-            "{"
-            + self._key_type_text
-            + "="
-            + (entity_id if as_is(entity_id) else shorten(escape(entity_id)))
-            + "}"
-        )
+        # bus._names.component(entity_id), inline: a REMOTE hit builds this key and no other.
+        tag_id = entity_id if as_is(entity_id) else shorten(escape(entity_id))
         if len(local_key) == 3 and local_key[2] is None:
-            args = ""  # the common case: the id is the only keyed argument
-        else:
-            parts = [
-                f"{name}={_encode(canon)}"
-                for name, canon in zip(self.arg_names, local_key[3:], strict=True)
-            ]
-            if local_key[2] is not None:  # a non-str id: keep 1 and "1" apart
-                parts.insert(0, f"~id={_encode(local_key[2])}")
-            args = shorten("&".join(parts))
-        return f"{namespace}:v:{tag}:{self._use_case_text}:{args}", f"{namespace}:w:{tag}"
+            # The common case: the id is the only keyed argument.
+            return f"{namespace}:v:{{{self._key_type_text}={tag_id}}}:{self._use_case_text}:"
+        parts = [
+            f"{name}={_encode(canon)}"
+            for name, canon in zip(self.arg_names, local_key[3:], strict=True)
+        ]
+        if local_key[2] is not None:  # a non-str id: keep 1 and "1" apart
+            parts.insert(0, f"~id={_encode(local_key[2])}")
+        args = shorten("&".join(parts))
+        return f"{namespace}:v:{{{self._key_type_text}={tag_id}}}:{self._use_case_text}:{args}"

@@ -16,16 +16,26 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import threading
-from collections.abc import Awaitable, Callable, Hashable
-from typing import Any, TypeVar
+from collections.abc import Callable, Hashable
+from typing import Any
 
-__all__ = ["AsyncFlights", "SyncFlights"]
+__all__ = ["ABANDONED", "AsyncFlights", "SyncFlights"]
 
-T = TypeVar("T")
+
+class _Outcome:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "ABANDONED"
+
+
+ABANDONED: Any = _Outcome()
+"""What :meth:`AsyncFlights.join` returns when the flight's leader was cancelled."""
 
 
 class _Abandoned(Exception):
-    """The leader was cancelled; waiters retry."""
+    """Set on a flight's future when its leader was cancelled: :meth:`AsyncFlights.join`
+    turns it into :data:`ABANDONED`."""
 
 
 class AsyncFlights:
@@ -53,11 +63,12 @@ class AsyncFlights:
 
     def start(self, key: Hashable) -> asyncio.AbstractEventLoop | None:
         """Lead a flight of ``key`` on the running loop: returns the token (the loop) to end it
-        with :meth:`finish` or :meth:`fail`; or None when one is already under way here
-        (:meth:`run` joins it).
+        with :meth:`finish` or :meth:`fail`; or None when one is already under way here, which
+        the caller joins (:meth:`join`) unless it is that flight's own leader
+        (:meth:`reentered`).
 
-        ``start``/``finish`` let the common case, no flight to join, run without a coroutine
-        of its own; :meth:`run` is the whole protocol in one call."""
+        No method of the protocol is a coroutine but :meth:`join`: the common case, a flight
+        nobody joins, adds no coroutine frame to the caller's."""
         loop = asyncio.get_running_loop()
         if self._leaders.get(key) is loop:
             return None
@@ -87,30 +98,23 @@ class AsyncFlights:
             future.set_exception(error)
         future.exception()  # mark retrieved: its waiters may all have been cancelled
 
-    async def run(self, key: Hashable, compute: Callable[..., Awaitable[T]], *args: Any) -> T:
-        """``await compute(*args)``, once for all concurrent callers of ``key`` on a loop."""
-        while True:
-            leading = self.start(key)
-            if leading is not None:
-                break
-            if key in self._leading.get():
-                return await compute(*args)  # re-entered our own flight: waiting would deadlock
-            loop = asyncio.get_running_loop()
-            future = self._waiting.get((loop, key))
-            if future is None:
-                future = self._waiting[(loop, key)] = loop.create_future()
-            try:
-                result: T = await asyncio.shield(future)
-            except _Abandoned:
-                continue
-            return result
+    def reentered(self, key: Hashable) -> bool:
+        """Whether the flight of ``key`` under way is led by this very task (or by one that
+        started it): its function called back into the key, and waiting would deadlock."""
+        return key in self._leading.get()
+
+    async def join(self, key: Hashable) -> Any:
+        """Wait for the flight of ``key`` under way on this loop (:meth:`start` returned None):
+        its result, or its exception raised here; or :data:`ABANDONED` when its leader was
+        cancelled, and the caller should :meth:`start` again (one of the waiters leads next)."""
+        loop = asyncio.get_running_loop()
+        future = self._waiting.get((loop, key))
+        if future is None:
+            future = self._waiting[(loop, key)] = loop.create_future()
         try:
-            result = await compute(*args)
-        except BaseException as exc:
-            self.fail(key, leading, exc)
-            raise
-        self.finish(key, leading, result)
-        return result
+            return await asyncio.shield(future)
+        except _Abandoned:
+            return ABANDONED
 
     def lead(self, key: Hashable) -> contextvars.Token[frozenset[Hashable]]:
         """Mark ``key`` as led by this task (and the tasks it starts) until :meth:`release`."""

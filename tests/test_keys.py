@@ -584,3 +584,30 @@ def test_separators_end_to_end_through_redis(
     with reader.enable():  # an empty LOCAL layer: every value comes from Redis
         assert [read("u", x, y) for x, y in pairs] == written
     assert calls == pairs
+
+
+def _by_id(uid: Any, flag: bool = False) -> None:
+    """A function keyed by its id alone (``flag`` is ignored)."""
+
+
+_ID_ONLY = spec_for(_by_id, ignore_args=["flag"])
+
+
+@PROPERTY
+@given(
+    st.one_of(st.text(), st.integers(), st.booleans(), st.floats(allow_nan=False)),
+    st.sampled_from(["positional", "keyword", "with flag", "flag by keyword"]),
+)
+def test_the_id_only_shortcut_builds_the_general_key(uid: Any, shape: str) -> None:
+    # A function keyed by its id alone gets a shortcut local_key (KeySpec._id_only_key); every
+    # call must map to the key the general path (KeySpec._key) builds for it.
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    args, kwargs = {
+        "positional": ((uid,), {}),
+        "keyword": ((), {"uid": uid}),
+        "with flag": ((uid, True), {}),
+        "flag by keyword": ((uid,), {"flag": True}),
+    }[shape]
+    assert _ID_ONLY.local_key is not _ID_ONLY._key  # the shortcut is in use
+    assert identical(_ID_ONLY.local_key(args, kwargs), _ID_ONLY._key(args, kwargs))
