@@ -9,7 +9,8 @@
     4       16    computed_at           ASCII decimal microseconds of Redis time, zero-padded
     20      8     key id                (signed only) which signing key made the tag
     28      32    HMAC-SHA256 tag       (signed only) over bytes 0..19, the Redis key and payload
-    20|60   ...   payload               the serializer's bytes
+    20|60   ...   payload               the serializer's bytes (for pickle, the exact JSON of a
+                                        record when there is one: see ``_serializers``)
 
 ``computed_at`` sits at a fixed offset in plain digits so the conditional-write script can read it
 with ``GETRANGE key 0 19`` and refuse to replace a newer value with an older one, whatever the

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import datetime
+import enum
+import math
 import pickle
 from collections.abc import Callable
 from typing import Any
 
+import orjson
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from gcache._codec import (
@@ -278,3 +282,102 @@ def test_json_refuses_what_it_cannot_give_back(value: object) -> None:
 def test_json_gives_tuples_back_as_lists() -> None:
     c = codec(JSON)
     assert c.decode(stored(c, {"t": (1, 2)}), KEY)[1] == {"t": [1, 2]}
+
+
+# -- the pickle serializer's exact JSON ------------------------------------------------------
+
+
+class _Colour(enum.IntEnum):
+    RED = 1
+
+
+class _Name(str, enum.Enum):
+    ADA = "ada"
+
+
+_SHARED = [1, 2]
+
+# Each value JSON would give back changed (a type, a float's bits, a subclass, shared objects):
+# the pickle serializer must pickle it, not store its JSON.
+CHANGED_BY_JSON = {
+    "tuple inside": {"point": (1, 2)},
+    "int enum": {"colour": _Colour.RED},
+    "str enum": [_Name.ADA],
+    "counter": collections.Counter(a=1),
+    "ordered dict": collections.OrderedDict(a=1),
+    "dict subclass inside": [collections.defaultdict(int, a=1)],
+    "nan": {"x": math.nan},
+    "infinity": [math.inf],
+    "big int": [2**64],
+    "int keys": {1: "one"},
+    "bytes inside": {"b": b"\x00"},
+    "set inside": [{1, 2}],
+    "datetime inside": {"at": datetime.datetime(2024, 1, 1)},
+    "dataclass inside": [_Point(1)],
+    "one list twice": {"a": _SHARED, "b": _SHARED},
+    "str subclass key": {_Name.ADA: 1},
+}
+
+
+@pytest.mark.parametrize("value", CHANGED_BY_JSON.values(), ids=CHANGED_BY_JSON.keys())
+def test_pickle_serializer_pickles_what_json_would_change(value: object) -> None:
+    payload = PICKLE.dumps(value)
+    assert payload[:1] == b"\x80"  # a pickle
+    back = codec().decode(stored(codec(), value), KEY)[1]
+    assert pickle.dumps(back) == pickle.dumps(value)  # same types, bits and sharing
+
+
+def test_pickle_serializer_stores_a_plain_record_as_json_and_reads_it_back_identical() -> None:
+    record = {
+        "id": "user-42",
+        "roles": ["admin", "editor"],
+        "settings": {"theme": "dark", "beta": True, "quota": None},
+        "score": -0.0,
+        "created_at": 1_700_000_000,
+    }
+    payload = PICKLE.dumps(record)
+    assert payload == orjson.dumps(record)  # stored as its JSON text
+    back = PICKLE.loads(payload)
+    assert pickle.dumps(back) == pickle.dumps(record)
+    assert math.copysign(1.0, back["score"]) == -1.0  # -0.0 kept to the bit
+
+
+def test_pickle_serializer_keeps_the_pickle_when_json_is_longer() -> None:
+    # Pickle spells a repeated dict key once; JSON repeats it in every record.
+    rows = [{"a_rather_long_column_name": i} for i in range(50)]
+    assert len(orjson.dumps(rows)) > len(pickle.dumps(rows, protocol=pickle.HIGHEST_PROTOCOL))
+    assert PICKLE.dumps(rows)[:1] == b"\x80"
+    assert PICKLE.loads(PICKLE.dumps(rows)) == rows
+
+
+anything = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats()
+    | st.text()
+    | st.binary(max_size=4)
+    | st.sampled_from([_Colour.RED, _Name.ADA]),
+    lambda children: (
+        st.lists(children)
+        | st.tuples(children, children)
+        | st.dictionaries(st.text(max_size=3) | st.integers(0, 3), children)
+    ),
+    max_leaves=12,
+)
+
+
+@given(anything)
+def test_pickle_serializer_reads_back_exactly_what_unpickling_would(value: object) -> None:
+    back = PICKLE.loads(PICKLE.dumps(value))
+    assert pickle.dumps(back) == pickle.dumps(pickle.loads(pickle.dumps(value)))
+
+
+@given(st.dictionaries(st.text(max_size=3), json_values, max_size=4), st.integers(0, 400))
+def test_every_truncation_of_a_json_payload_is_refused(value: dict[str, Any], cut: int) -> None:
+    raw = stored(codec(), value)
+    assume(raw[HEADER_LEN : HEADER_LEN + 1] == b"{")  # stored as JSON
+    if cut >= len(raw):
+        return
+    with pytest.raises(DecodeError):
+        codec().decode(raw[:cut], KEY)
