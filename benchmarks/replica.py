@@ -157,7 +157,7 @@ class _RawListener:
                 elif kind == "subscribe":
                     self._subscribed.set()
         finally:
-            await pubsub.aclose()  # type: ignore[no-untyped-call]
+            await pubsub.aclose()  # type: ignore[no-untyped-call,unused-ignore]
             await client.aclose()
 
     def close(self) -> None:

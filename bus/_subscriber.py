@@ -401,7 +401,7 @@ class Subscriber:
                     self._renew(pings.popleft())
         finally:
             with anyio.CancelScope(shield=True):
-                await pubsub.aclose()  # type: ignore[no-untyped-call]
+                await pubsub.aclose()  # type: ignore[no-untyped-call,unused-ignore]
 
     async def _apply(self, client: AnyRedis, data: Any) -> None:
         try:
