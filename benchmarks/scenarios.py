@@ -16,6 +16,7 @@ from typing import Final, cast
 from redis.asyncio import Redis
 
 from .checks import PathError, expect_path, local_hits, misses, remote_hits
+from .reference import reference_work
 from .subjects import ENTITY_ID, REMOTE_VALUE_PATTERN, Subjects, bare_async, bare_sync
 from .timing import time_async_calls, time_sync_calls
 
@@ -126,6 +127,12 @@ async def prepare_scenarios(
     async def sync_bare(calls: int) -> int:
         return await loop.run_in_executor(sync_thread, sync_bare_in_thread, calls)
 
+    def reference_in_thread(calls: int) -> int:
+        return time_sync_calls(reference_work, [0] * calls)
+
+    async def reference(calls: int) -> int:
+        return await loop.run_in_executor(sync_thread, reference_in_thread, calls)
+
     async def async_local_hit(calls: int) -> int:
         args = same_id(calls)
         with (
@@ -191,6 +198,8 @@ async def prepare_scenarios(
                  measure=async_bare),
         Scenario(name="sync_bare", title="bare sync call", io=False, baseline=None,
                  measure=sync_bare),
+        Scenario(name="reference_work", title="reference: plain Python work", io=False,
+                 baseline=None, measure=reference),
         Scenario(name="async_local_hit", title="async LOCAL hit", io=False,
                  baseline="async_bare", measure=async_local_hit),
         Scenario(name="sync_local_hit", title="sync LOCAL hit (plain thread)", io=False,

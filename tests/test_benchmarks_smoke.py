@@ -18,6 +18,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 SCENARIOS = {
     "async_bare",
     "sync_bare",
+    "reference_work",
     "async_local_hit",
     "sync_local_hit",
     "tracked_remote_hit",
