@@ -31,7 +31,12 @@ Modules, one concept each: :mod:`.plan` (how much work), :mod:`.subjects` (what 
 :mod:`.runner` (the run: rounds, then the bus scenarios), :mod:`.bus_throughput` (subscriber
 and publisher rates), :mod:`.propagation` (invalidation to other processes' LOCAL layers),
 :mod:`.replica` (one such other process), :mod:`.stats` (medians, spreads, percentiles),
-:mod:`.targets` (PASS/MISS), :mod:`.machine` (where it ran), :mod:`.report` (tables and JSON).
+:mod:`.targets` (PASS/MISS), :mod:`.machine` (where it ran), :mod:`.reference` (the plain-Python
+row that shows how fast the machine ran), :mod:`.report` (tables and JSON).
+
+Without wall-clock time: :mod:`.instructions` (instructions per call of the hot paths, under
+callgrind), :mod:`.instruction_parts` (the same for each step of a hit), :mod:`.think_time`
+(what Python work between round trips costs on this machine), :mod:`.profiling` (``--profile``).
 
 Peers side by side (aiocache memory, cashews mem:// / redis:// / client_side, dialcache, plain
 redis-py): :mod:`.peer_caches` (how each library builds a cached function), :mod:`.peers` (their

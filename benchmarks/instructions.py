@@ -47,7 +47,7 @@ from integration.redis_server import RedisServer
 from .checks import expect_path, local_hits, remote_hits
 from .subjects import ENTITY_ID, VALUE, Subjects, bare_async, bare_sync
 
-__all__ = ["main"]
+__all__ = ["count_on_new_server", "main"]
 
 PATHS: Final = (
     "async_bare",
@@ -64,6 +64,7 @@ _BASELINES: Final = {
 }
 _WARMUP: Final = 300
 _RAW_KEY: Final = "bench-instructions:raw"
+_MODULE: Final = "benchmarks.instructions"
 _REFS = re.compile(r"I\s+refs:\s+([\d,]+)")
 
 
@@ -144,14 +145,14 @@ def _child(path: str, url: str, calls: int) -> None:
 # -- the parent: two runs per path, the difference per call ----------------------------------------
 
 
-def _instructions(valgrind: str, path: str, url: str, calls: int) -> int:
+def _instructions(valgrind: str, module: str, path: str, url: str, calls: int) -> int:
     command = [
         valgrind,
         "--tool=callgrind",
         "--callgrind-out-file=/dev/null",
         sys.executable,
         "-m",
-        "benchmarks.instructions",
+        module,
         "--child",
         path,
         "--url",
@@ -169,17 +170,19 @@ def _instructions(valgrind: str, path: str, url: str, calls: int) -> int:
     return int(found.group(1).replace(",", ""))
 
 
-def _count_on_new_server(valgrind: str, path: str, calls: int) -> int:
+def count_on_new_server(valgrind: str, module: str, path: str, calls: int) -> int:
+    """Instructions of ``python -m module --child path --url URL --calls calls`` under
+    callgrind, against a Redis server of its own."""
     # A server of its own per run: both runs of a path must start from the same (empty) Redis,
     # or the priming calls of one would find what another left and take another path.
     with RedisServer.start() as server:
-        return _instructions(valgrind, path, server.url, calls)
+        return _instructions(valgrind, module, path, server.url, calls)
 
 
 def _per_call(valgrind: str, calls: int, jobs: int) -> dict[str, float]:
     runs = [(path, n) for path in PATHS for n in (calls, 2 * calls)]
     with ThreadPoolExecutor(max_workers=jobs) as pool:
-        counts = list(pool.map(lambda run: _count_on_new_server(valgrind, *run), runs))
+        counts = list(pool.map(lambda run: count_on_new_server(valgrind, _MODULE, *run), runs))
     totals = dict(zip(runs, counts, strict=True))
     return {path: (totals[(path, 2 * calls)] - totals[(path, calls)]) / calls for path in PATHS}
 
