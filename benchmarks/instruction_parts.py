@@ -26,6 +26,7 @@ import sys
 import threading
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from typing import Any, Final
 
 from prometheus_client import CollectorRegistry
@@ -33,6 +34,7 @@ from prometheus_client import CollectorRegistry
 from gcache import GCache, GCacheConfig, GCacheKey, GCacheKeyConfig
 from gcache._cached import _GUARD_LOST_CANCEL, Runner
 
+from .checks import expect_path, local_hits, remote_hits
 from .instructions import count_on_new_server
 from .subjects import ENTITY_ID, LOCAL_AND_REMOTE, Subjects, remote_only
 
@@ -196,8 +198,14 @@ def _sync_steps(url: str) -> tuple[dict[str, Callable[[], object]], GCache, Subj
 async def _run_remote_part(part: str, url: str, calls: int) -> None:
     steps, subjects = await _remote_steps(url)
     step = steps[part]
-    with subjects.remote_cache.enable():  # once: entering it is no part of a hit
-        for _ in range(_WARMUP + calls):
+    counted = _WARMUP + calls
+    check = (
+        expect_path(subjects, "tracked_remote_hit", body_runs=0, counters=remote_hits(counted))
+        if part == "hit"
+        else nullcontext()
+    )
+    with subjects.remote_cache.enable(), check:  # entered once: no part of a hit
+        for _ in range(counted):
             await step()
     del subjects  # left open: the child leaves with os._exit, as in benchmarks.instructions
 
@@ -211,12 +219,31 @@ def _run_sync_part(part: str, url: str, calls: int) -> None:
             steps["sync_hit"]()
             steps["sync_hit_def_provider"]()
             step = steps[part]
-            for _ in range(_WARMUP + calls):
-                step()
+            counted = _WARMUP + calls
+            # Both whole hits must be hits (their body is sync_hit's, which the subjects count).
+            counters = local_hits(counted) if part == "sync_hit" else {}
+            check = (
+                expect_path(subjects, "sync_hit", body_runs=0, counters=counters)
+                if part in ("sync_hit", "sync_hit_def_provider")
+                else nullcontext()
+            )
+            with check:
+                for _ in range(counted):
+                    step()
 
-    thread = threading.Thread(target=in_plain_thread)
+    failures: list[BaseException] = []
+
+    def guarded() -> None:
+        try:
+            in_plain_thread()
+        except BaseException as exc:
+            failures.append(exc)
+
+    thread = threading.Thread(target=guarded)
     thread.start()
     thread.join()
+    if failures:
+        raise failures[0]
 
 
 def _child(part: str, url: str, calls: int) -> None:

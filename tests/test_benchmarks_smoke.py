@@ -11,7 +11,10 @@ import importlib.util
 import json
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+from integration.redis_server import RedisServer
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -154,3 +157,26 @@ def test_think_time_reports_a_row_per_work_size() -> None:
     assert len(rows) == 6
     assert rows[0][0] == "0.0" and rows[0][2] == "0.0" and rows[0][3] == "-"
     assert all(float(row[0]) > 0 for row in rows[1:])
+
+
+def test_instruction_parts_run_every_step(redis_server: RedisServer) -> None:
+    """Every step ``python -m benchmarks.instruction_parts`` counts runs to the end as its
+    callgrind child would (without valgrind, which CI may not have), the whole hits on their
+    path: a REMOTE hit and LOCAL hits, checked by gcache's counters."""
+    from benchmarks.instruction_parts import REMOTE_PARTS, SYNC_PARTS
+
+    def child(part: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "benchmarks.instruction_parts", "--child", part]
+        return subprocess.run(
+            [*command, "--url", redis_server.url, "--calls", "20"],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    parts = [*REMOTE_PARTS, *SYNC_PARTS]
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        done = dict(zip(parts, pool.map(child, parts), strict=True))
+    failed = {part: proc.stderr for part, proc in done.items() if proc.returncode != 0}
+    assert not failed
