@@ -17,15 +17,12 @@ What they give is the proportions, which is what choosing the next optimisation 
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import inspect
 import os
-import shutil
 import sys
 import threading
 from collections.abc import Awaitable, Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
 from typing import Any, Final
 
@@ -35,7 +32,7 @@ from gcache import GCache, GCacheConfig, GCacheKey, GCacheKeyConfig
 from gcache._cached import _GUARD_LOST_CANCEL, Runner
 
 from .checks import expect_path, local_hits, remote_hits
-from .instructions import count_on_new_server
+from .instructions import counting_main
 from .subjects import ENTITY_ID, LOCAL_AND_REMOTE, Subjects, remote_only
 
 __all__ = ["main"]
@@ -264,38 +261,17 @@ def _print(title: str, parts: dict[str, str], figures: dict[str, float], empty: 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m benchmarks.instruction_parts",
+    counted = counting_main(
+        argv,
+        module="benchmarks.instruction_parts",
         description="Instructions per call of each step of the REMOTE and sync LOCAL hits.",
+        paths=[*REMOTE_PARTS, *SYNC_PARTS],
+        default_calls=1000,
+        child=_child,
     )
-    parser.add_argument("--calls", type=int, default=1000, help="n: calls in the shorter run")
-    parser.add_argument(
-        "--jobs", type=int, default=os.cpu_count() or 1, help="runs under callgrind at once"
-    )
-    parser.add_argument("--child", choices=[*REMOTE_PARTS, *SYNC_PARTS], help=argparse.SUPPRESS)
-    parser.add_argument("--url", help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    if args.calls < 1 or args.jobs < 1:
-        parser.error("--calls and --jobs must be >= 1")
-    if args.child is not None:
-        _child(args.child, args.url, args.calls)
-    valgrind = shutil.which("valgrind")
-    if valgrind is None:
-        print("valgrind is not installed (Debian: apt-get install valgrind)", file=sys.stderr)
+    if counted is None:
         return 2
-    parts = [*REMOTE_PARTS, *SYNC_PARTS]
-    runs = [(part, n) for part in parts for n in (args.calls, 2 * args.calls)]
-    module = "benchmarks.instruction_parts"
-    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        counts = list(
-            pool.map(lambda run: count_on_new_server(valgrind, module, run[0], run[1]), runs)
-        )
-    totals = dict(zip(runs, counts, strict=True))
-    figures = {
-        p: (totals[(p, 2 * args.calls)] - totals[(p, args.calls)]) / args.calls for p in parts
-    }
-    print(f"instructions per call of each step, client process only (callgrind; runs of "
-          f"{args.calls:,} and {2 * args.calls:,} calls, difference / {args.calls:,})")  # fmt: skip
+    figures, _ = counted
     _print("tracked REMOTE hit, by step", REMOTE_PARTS, figures, "empty")
     _print("sync LOCAL hit, by step", SYNC_PARTS, figures, "sync_empty")
     return 0

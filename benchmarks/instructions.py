@@ -47,7 +47,7 @@ from integration.redis_server import RedisServer
 from .checks import expect_path, local_hits, remote_hits
 from .subjects import ENTITY_ID, VALUE, Subjects, bare_async, bare_sync
 
-__all__ = ["count_on_new_server", "main"]
+__all__ = ["count_on_new_server", "counting_main", "main", "per_call"]
 
 PATHS: Final = (
     "async_bare",
@@ -112,7 +112,7 @@ async def _loop(
     check: AbstractContextManager[None] | None = None,
 ) -> None:
     """Warm up, then the counted calls, inside ``check`` (the path check) when given."""
-    for arg in ids[:_WARMUP]:
+    for arg in ids[:1] * _WARMUP:  # the same warm-up whatever n (ids are all alike)
         await fn(arg)
     gc.collect()  # both runs start their counted calls from the same heap
     with check or nullcontext():
@@ -126,7 +126,7 @@ def _sync_loop(
     check: AbstractContextManager[None] | None = None,
 ) -> None:
     """:func:`_loop` for a sync function, in the calling thread."""
-    for arg in ids[:_WARMUP]:
+    for arg in ids[:1] * _WARMUP:  # the same warm-up whatever n (ids are all alike)
         fn(arg)
     gc.collect()
     with check or nullcontext():
@@ -179,37 +179,67 @@ def count_on_new_server(valgrind: str, module: str, path: str, calls: int) -> in
         return _instructions(valgrind, module, path, server.url, calls)
 
 
-def _per_call(valgrind: str, calls: int, jobs: int) -> dict[str, float]:
-    runs = [(path, n) for path in PATHS for n in (calls, 2 * calls)]
+def per_call(
+    valgrind: str, module: str, paths: Sequence[str], calls: int, jobs: int
+) -> dict[str, float]:
+    """Instructions per call of each of ``paths`` (children of ``module``): two runs each, of
+    ``calls`` and ``2 * calls`` calls, ``jobs`` runs at once; the difference divided by
+    ``calls``."""
+    runs = [(path, n) for path in paths for n in (calls, 2 * calls)]
     with ThreadPoolExecutor(max_workers=jobs) as pool:
-        counts = list(pool.map(lambda run: count_on_new_server(valgrind, _MODULE, *run), runs))
+        counts = list(pool.map(lambda run: count_on_new_server(valgrind, module, *run), runs))
     totals = dict(zip(runs, counts, strict=True))
-    return {path: (totals[(path, 2 * calls)] - totals[(path, calls)]) / calls for path in PATHS}
+    return {path: (totals[(path, 2 * calls)] - totals[(path, calls)]) / calls for path in paths}
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m benchmarks.instructions",
-        description="Instructions per call of gcache's hot paths, counted by callgrind.",
+def counting_main(
+    argv: Sequence[str] | None,
+    *,
+    module: str,
+    description: str,
+    paths: Sequence[str],
+    default_calls: int,
+    child: Callable[[str, str, int], None],
+) -> tuple[dict[str, float], int] | None:
+    """The command line shared by the callgrind tools: in a child (``--child PATH``), run
+    ``child(path, url, calls)``, which leaves the process; otherwise count every path and return
+    the per-call figures with ``n``, or None (after saying why) without valgrind."""
+    parser = argparse.ArgumentParser(prog=f"python -m {module}", description=description)
+    parser.add_argument(
+        "--calls", type=int, default=default_calls, help="n: calls in the shorter run"
     )
-    parser.add_argument("--calls", type=int, default=2000, help="n: calls in the shorter run")
     parser.add_argument(
         "--jobs", type=int, default=os.cpu_count() or 1, help="runs under callgrind at once"
     )
-    parser.add_argument("--child", choices=PATHS, help=argparse.SUPPRESS)
+    parser.add_argument("--child", choices=paths, help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.calls < 1 or args.jobs < 1:
         parser.error("--calls and --jobs must be >= 1")
     if args.child is not None:
-        _child(args.child, args.url, args.calls)
+        child(args.child, args.url, args.calls)
     valgrind = shutil.which("valgrind")
     if valgrind is None:
         print("valgrind is not installed (Debian: apt-get install valgrind)", file=sys.stderr)
-        return 2
-    figures = _per_call(valgrind, args.calls, args.jobs)
+        return None
+    figures = per_call(valgrind, module, paths, args.calls, args.jobs)
     print(f"instructions per call, client process only (callgrind; runs of {args.calls:,} and "
           f"{2 * args.calls:,} calls, difference / {args.calls:,})")  # fmt: skip
+    return figures, args.calls
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    counted = counting_main(
+        argv,
+        module=_MODULE,
+        description="Instructions per call of gcache's hot paths, counted by callgrind.",
+        paths=PATHS,
+        default_calls=2000,
+        child=_child,
+    )
+    if counted is None:
+        return 2
+    figures, _ = counted
     print(f"{'path':<20} {'instructions':>12}  vs baseline")
     for path in PATHS:
         baseline = _BASELINES.get(path)
