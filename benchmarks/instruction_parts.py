@@ -204,7 +204,7 @@ async def _run_remote_part(part: str, url: str, calls: int) -> None:
     with subjects.remote_cache.enable(), check:  # entered once: no part of a hit
         for _ in range(counted):
             await step()
-    del subjects  # left open: the child leaves with os._exit, as in benchmarks.instructions
+    # subjects are left open: the child leaves with os._exit, as in benchmarks.instructions
 
 
 def _run_sync_part(part: str, url: str, calls: int) -> None:
@@ -261,7 +261,7 @@ def _print(title: str, parts: dict[str, str], figures: dict[str, float], empty: 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    counted = counting_main(
+    figures = counting_main(
         argv,
         module="benchmarks.instruction_parts",
         description="Instructions per call of each step of the REMOTE and sync LOCAL hits.",
@@ -269,9 +269,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         default_calls=1000,
         child=_child,
     )
-    if counted is None:
+    if figures is None:
         return 2
-    figures, _ = counted
     _print("tracked REMOTE hit, by step", REMOTE_PARTS, figures, "empty")
     _print("sync LOCAL hit, by step", SYNC_PARTS, figures, "sync_empty")
     return 0

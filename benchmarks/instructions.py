@@ -47,7 +47,7 @@ from integration.redis_server import RedisServer
 from .checks import expect_path, local_hits, remote_hits
 from .subjects import ENTITY_ID, VALUE, Subjects, bare_async, bare_sync
 
-__all__ = ["count_on_new_server", "counting_main", "main", "per_call"]
+__all__ = ["counting_main", "main"]
 
 PATHS: Final = (
     "async_bare",
@@ -170,7 +170,7 @@ def _instructions(valgrind: str, module: str, path: str, url: str, calls: int) -
     return int(found.group(1).replace(",", ""))
 
 
-def count_on_new_server(valgrind: str, module: str, path: str, calls: int) -> int:
+def _count_on_new_server(valgrind: str, module: str, path: str, calls: int) -> int:
     """Instructions of ``python -m module --child path --url URL --calls calls`` under
     callgrind, against a Redis server of its own."""
     # A server of its own per run: both runs of a path must start from the same (empty) Redis,
@@ -179,7 +179,7 @@ def count_on_new_server(valgrind: str, module: str, path: str, calls: int) -> in
         return _instructions(valgrind, module, path, server.url, calls)
 
 
-def per_call(
+def _per_call(
     valgrind: str, module: str, paths: Sequence[str], calls: int, jobs: int
 ) -> dict[str, float]:
     """Instructions per call of each of ``paths`` (children of ``module``): two runs each, of
@@ -187,7 +187,7 @@ def per_call(
     ``calls``."""
     runs = [(path, n) for path in paths for n in (calls, 2 * calls)]
     with ThreadPoolExecutor(max_workers=jobs) as pool:
-        counts = list(pool.map(lambda run: count_on_new_server(valgrind, module, *run), runs))
+        counts = list(pool.map(lambda run: _count_on_new_server(valgrind, module, *run), runs))
     totals = dict(zip(runs, counts, strict=True))
     return {path: (totals[(path, 2 * calls)] - totals[(path, calls)]) / calls for path in paths}
 
@@ -200,10 +200,10 @@ def counting_main(
     paths: Sequence[str],
     default_calls: int,
     child: Callable[[str, str, int], None],
-) -> tuple[dict[str, float], int] | None:
+) -> dict[str, float] | None:
     """The command line shared by the callgrind tools: in a child (``--child PATH``), run
     ``child(path, url, calls)``, which leaves the process; otherwise count every path and return
-    the per-call figures with ``n``, or None (after saying why) without valgrind."""
+    its per-call figure, or None (after saying why) without valgrind."""
     parser = argparse.ArgumentParser(prog=f"python -m {module}", description=description)
     parser.add_argument(
         "--calls", type=int, default=default_calls, help="n: calls in the shorter run"
@@ -222,14 +222,14 @@ def counting_main(
     if valgrind is None:
         print("valgrind is not installed (Debian: apt-get install valgrind)", file=sys.stderr)
         return None
-    figures = per_call(valgrind, module, paths, args.calls, args.jobs)
+    figures = _per_call(valgrind, module, paths, args.calls, args.jobs)
     print(f"instructions per call, client process only (callgrind; runs of {args.calls:,} and "
           f"{2 * args.calls:,} calls, difference / {args.calls:,})")  # fmt: skip
-    return figures, args.calls
+    return figures
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    counted = counting_main(
+    figures = counting_main(
         argv,
         module=_MODULE,
         description="Instructions per call of gcache's hot paths, counted by callgrind.",
@@ -237,9 +237,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         default_calls=2000,
         child=_child,
     )
-    if counted is None:
+    if figures is None:
         return 2
-    figures, _ = counted
     print(f"{'path':<20} {'instructions':>12}  vs baseline")
     for path in PATHS:
         baseline = _BASELINES.get(path)

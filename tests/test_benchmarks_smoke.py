@@ -14,6 +14,7 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from benchmarks.instruction_parts import REMOTE_PARTS, SYNC_PARTS
 from integration.redis_server import RedisServer
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -163,7 +164,6 @@ def test_instruction_parts_run_every_step(redis_server: RedisServer) -> None:
     """Every step ``python -m benchmarks.instruction_parts`` counts runs to the end as its
     callgrind child would (without valgrind, which CI may not have), the whole hits on their
     path: a REMOTE hit and LOCAL hits, checked by gcache's counters."""
-    from benchmarks.instruction_parts import REMOTE_PARTS, SYNC_PARTS
 
     def child(part: str) -> subprocess.CompletedProcess[str]:
         command = [sys.executable, "-m", "benchmarks.instruction_parts", "--child", part]
