@@ -44,10 +44,10 @@ REMOTE_PARTS: Final = {
     "argument_key": "the key of the arguments (spec.local_key)",
     "provider_key": "the provider's view of the call (spec.gcache_key)",
     "provider_answer": "calling and awaiting the async def provider",
-    "single_flight": "leading and finishing the key's flight",
+    "single_flight": "the running loop; leading and finishing the key's flight",
     "cancel_guard": "the 3.11 lost-cancel guard (current task, cancelling() twice)",
-    "clock_and_client": "the clock check and the loop's client",
-    "value_key": "the REMOTE value key (spec.remote_key)",
+    "clock_and_client": "the clock check and the loop's client (loop at hand)",
+    "value_key": "the REMOTE value key (runner.value_key)",
     "decode": "header check and deserializing the value (codec.decode_value)",
     "accept": "accepting the read: metrics, decode (runner.accept_remote)",
 }
@@ -83,7 +83,7 @@ async def _remote_steps(url: str) -> tuple[dict[str, Callable[[], Awaitable[obje
         await hit(ENTITY_ID)  # a miss: the value is now in Redis
     key = spec.local_key(_ARGS, _NO_KWARGS)
     provider_key = spec.gcache_key(key)
-    value_key = spec.remote_key(runner.namespace, key)
+    value_key = runner.value_key(key)
     found = await remote.client().get(value_key)
     assert isinstance(found, bytes), "the priming call stored no value"
     raw: bytes = found
@@ -93,8 +93,9 @@ async def _remote_steps(url: str) -> tuple[dict[str, Callable[[], Awaitable[obje
             return raw
 
     ready = _Ready()
-    remote.client = lambda: ready  # type: ignore[method-assign,assignment,return-value]
+    remote.client_for = lambda loop: ready  # type: ignore[method-assign,assignment,return-value]
     flights = subjects.remote_cache._async_flights
+    loop = asyncio.get_running_loop()  # the wrapper's, taken once per call (in single_flight)
 
     async def empty() -> None:
         pass
@@ -115,21 +116,22 @@ async def _remote_steps(url: str) -> tuple[dict[str, Callable[[], Awaitable[obje
         await remote_only(provider_key)
 
     async def single_flight() -> None:
-        flights.finish(key, flights.start(key), None)  # type: ignore[arg-type]
+        loop = asyncio.get_running_loop()
+        flights.finish(key, flights.start(key, loop), None)  # type: ignore[arg-type]
 
     async def cancel_guard() -> None:
         # What the wrapper does on 3.11 only (nothing elsewhere: see gcache._cached).
-        task = asyncio.current_task() if _GUARD_LOST_CANCEL else None
+        task = asyncio.current_task(loop) if _GUARD_LOST_CANCEL else None
         if task is not None:
             task.cancelling()  # type: ignore[attr-defined,unused-ignore]
             task.cancelling()  # type: ignore[attr-defined,unused-ignore]
 
     async def clock_and_client() -> None:
         remote.clock_due()
-        remote.client()
+        remote.client_for(loop)
 
     async def remote_value_key() -> None:
-        spec.remote_key(runner.namespace, key)
+        runner.value_key(key)
 
     async def decode() -> None:
         runner.codec.decode_value(raw, value_key)

@@ -34,6 +34,7 @@ import itertools
 import sys
 import time
 import types
+from asyncio import get_running_loop
 from collections.abc import Awaitable, Callable, Hashable
 from random import random
 from typing import TYPE_CHECKING, Any
@@ -99,6 +100,7 @@ class Runner:
         self.codec = cache._codec
         self.provider = cache.config.cache_config_provider
         self.namespace = cache.config.namespace
+        self.value_key = spec.value_key_of(self.namespace)
         # Tracked LOCAL hits are served only while the bus proves its staleness bound.
         bus = cache._bus
         self.gate = bus.is_fresh if (bus is not None and spec.tracked) else None
@@ -180,7 +182,7 @@ class Runner:
     def new_fill(self, key: tuple[Hashable, ...], local_ttl: float, remote_ttl: float) -> _Fill:
         """A sync call's fill (the async wrapper makes one only on a miss)."""
         self.ensure_bus()
-        remote_key = self.spec.remote_key(self.namespace, key) if remote_ttl else None
+        remote_key = self.value_key(key) if remote_ttl else None
         return _Fill(remote_key, bool(local_ttl))
 
     def ensure_bus(self) -> None:
@@ -392,8 +394,9 @@ def wrap_async(runner: Runner, func: Callable[..., Awaitable[Any]]) -> Callable[
     timer = runner.timer
     reuse_sec = runner.reuse_sec
     local_key = runner.spec.local_key
-    value_key = runner.spec.remote_key
-    namespace = runner.namespace
+    value_key = runner.value_key
+    # Without a bus there is nothing to start: a call skips the check altogether.
+    has_bus = cache._bus is not None
 
     async def call_and_store(
         key: tuple[Hashable, ...],
@@ -468,22 +471,23 @@ def wrap_async(runner: Runner, func: Callable[..., Awaitable[Any]]) -> Callable[
             return await func(*args, **kwargs)
 
         # Single-flight: lead the filling of this key, or wait for the call that leads it.
-        flight = flights.start(key)
+        loop = get_running_loop()
+        flight = flights.start(key, loop)
         while flight is None:
             if flights.reentered(key):
                 break  # the leader's own function called back into the key: fill it directly
             result = await flights.join(key)
             if result is not ABANDONED:
                 return result
-            flight = flights.start(key)  # the leader was cancelled: a waiter leads instead
+            flight = flights.start(key, loop)  # the leader was cancelled: a waiter leads instead
 
         # Everything below is written inline, not in coroutines of its own: this is the
         # REMOTE-hit path, where each coroutine frame is a measurable share of the cost.
         try:
-            if cache._bus_task is None:
+            if has_bus and cache._bus_task is None:
                 runner.ensure_bus()
             # The guard of _GUARD_LOST_CANCEL.
-            task = asyncio.current_task() if _GUARD_LOST_CANCEL else None
+            task = asyncio.current_task(loop) if _GUARD_LOST_CANCEL else None
             cancels = 0 if task is None else task.cancelling()  # type: ignore[attr-defined,unused-ignore]
             value = MISS
             remote_key = None
@@ -496,7 +500,7 @@ def wrap_async(runner: Runner, func: Callable[..., Awaitable[Any]]) -> Callable[
                         await runner.sync_clock()
                         read_started = _perf()
                     if remote_ttl:
-                        remote_key = value_key(namespace, key)
+                        remote_key = value_key(key)
                         read_at = (
                             remote.clock.now_us() if local_ttl and remote.clock.synced else None
                         )
@@ -505,7 +509,7 @@ def wrap_async(runner: Runner, func: Callable[..., Awaitable[Any]]) -> Callable[
                         # raises its watermark, a flush deletes the namespace's before it
                         # returns, and the write script refuses values computed before either.
                         try:
-                            raw: bytes | None = await remote.client().get(remote_key)  # type: ignore[assignment]
+                            raw: bytes | None = await remote.client_for(loop).get(remote_key)  # type: ignore[assignment]
                         except REDIS_ERRORS as exc:
                             runner.read_failed(exc)
                         else:
@@ -522,7 +526,8 @@ def wrap_async(runner: Runner, func: Callable[..., Awaitable[Any]]) -> Callable[
                     value = MISS
                 if task is not None and task.cancelling() > cancels:  # type: ignore[attr-defined,unused-ignore]
                     raise asyncio.CancelledError  # redis-py swallowed it
-                io_spent = _perf() - started
+                if value is MISS:  # (a hit needs no account of its I/O time)
+                    io_spent = _perf() - started
             if value is MISS:
                 value = await call_and_store(
                     key, local_ttl, remote_ttl, args, kwargs, remote_key, io_spent, task

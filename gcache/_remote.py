@@ -113,7 +113,10 @@ class RemoteStore:
 
     def client(self) -> AnyRedis:
         """The client of the running event loop, created on first use."""
-        loop = asyncio.get_running_loop()
+        return self.client_for(asyncio.get_running_loop())
+
+    def client_for(self, loop: asyncio.AbstractEventLoop) -> AnyRedis:
+        """:meth:`client`, for a caller that has the running loop at hand already."""
         # Nearly every call comes from the loop of the call before: skip the weak-dict lookup
         # (which builds a weakref each time) when it does.
         if self._last_loop() is loop:

@@ -61,15 +61,16 @@ class AsyncFlights:
             f"gcache_flights_{id(self):x}", default=frozenset()
         )
 
-    def start(self, key: Hashable) -> asyncio.AbstractEventLoop | None:
-        """Lead a flight of ``key`` on the running loop: returns the token (the loop) to end it
-        with :meth:`finish` or :meth:`fail`; or None when one is already under way here, which
-        the caller joins (:meth:`join`) unless it is that flight's own leader
-        (:meth:`reentered`).
+    def start(
+        self, key: Hashable, loop: asyncio.AbstractEventLoop
+    ) -> asyncio.AbstractEventLoop | None:
+        """Lead a flight of ``key`` on ``loop``, the running loop (the caller has it at hand
+        already): returns the token (the loop) to end it with :meth:`finish` or :meth:`fail`;
+        or None when one is already under way here, which the caller joins (:meth:`join`)
+        unless it is that flight's own leader (:meth:`reentered`).
 
         No method of the protocol is a coroutine but :meth:`join`: the common case, a flight
         nobody joins, adds no coroutine frame to the caller's."""
-        loop = asyncio.get_running_loop()
         if self._leaders.get(key) is loop:
             return None
         self._leaders[key] = loop
