@@ -7,7 +7,8 @@ pickling, the function itself) in the caller's thread. The async wrapper awaits 
 on the caller's loop, with one exception: the clock check and REMOTE read before the function
 (``Runner.before_call`` for sync callers) are written inline in it, so that a REMOTE hit runs in
 a single coroutine frame of gcache's (each frame is a measurable share of a hit's cost). What
-happens with the answer is shared again (``Runner.accept_remote``).
+happens with the answer is shared again (``Runner.accept_remote``). For the same reason both
+wrappers do the LOCAL lookup and its counting inline.
 
 Read path of one call::
 
@@ -62,6 +63,7 @@ __all__ = ["Runner", "wrap_async", "wrap_sync"]
 _perf = time.perf_counter
 _NO_LAYERS = (0.0, 0.0)
 _NO_CONFIG = object()
+_Coroutine = types.CoroutineType
 
 
 class _Fill:
@@ -106,7 +108,7 @@ class Runner:
         self.gate = bus.is_fresh if (bus is not None and spec.tracked) else None
         # Which LOCAL lookups and REMOTE decodes are timed (one in TIMING_SAMPLE of each, the
         # first included). next() is atomic under the GIL: no lost tick.
-        self._lookups = itertools.count()
+        self.lookups = itertools.count()
         self._decodes = itertools.count()
         # GCacheConfig.config_reuse_sec: the provider's last answer and until when it holds
         # (one tuple, replaced whole, so threads never see half of an update).
@@ -162,22 +164,18 @@ class Runner:
             "config_error", f"gcache {self.spec.use_case}: config provider raised {exc!r}", exc
         )
 
-    def lookup_local(self, key: tuple[Hashable, ...], ttl: float) -> Any:
-        metrics = self.metrics
-        gate = self.gate
-        if gate is not None and not gate():
-            metrics.disabled("local", "bus_unsynced")
-            return MISS
-        if next(self._lookups) % TIMING_SAMPLE:
-            value = self.local.get(key, ttl)
-        else:
-            started = _perf()
-            value = self.local.get(key, ttl)
-            metrics.get_local.observe(_perf() - started)
-        metrics.request_local()
-        if value is MISS:
-            metrics.miss_local()
+    def timed_local_get(self, key: tuple[Hashable, ...], ttl: float) -> Any:
+        """``local.get``, timed: one lookup in ``TIMING_SAMPLE`` is."""
+        started = _perf()
+        value = self.local.get(key, ttl)
+        self.metrics.get_local.observe(_perf() - started)
         return value
+
+    def local_bypassed(self) -> Any:
+        """A tracked entry's LOCAL lookup while the bus cannot vouch for it: a miss, counted
+        as a bypass (not as a request)."""
+        self.metrics.disabled("local", "bus_unsynced")
+        return MISS
 
     def new_fill(self, key: tuple[Hashable, ...], local_ttl: float, remote_ttl: float) -> _Fill:
         """A sync call's fill (the async wrapper makes one only on a miss)."""
@@ -394,6 +392,10 @@ def wrap_async(runner: Runner, func: Callable[..., Awaitable[Any]]) -> Callable[
     timer = runner.timer
     reuse_sec = runner.reuse_sec
     local_key = runner.spec.local_key
+    gate = runner.gate
+    lookups = runner.lookups
+    local_get = runner.local.get
+    request_local = metrics.request_local
     value_key = runner.value_key
     # Without a bus there is nothing to start: a call skips the check altogether.
     has_bus = cache._bus is not None
@@ -451,7 +453,7 @@ def wrap_async(runner: Runner, func: Callable[..., Awaitable[Any]]) -> Callable[
         else:
             try:
                 config = provider(gcache_key(key))
-                if type(config) is types.CoroutineType or hasattr(config, "__await__"):
+                if type(config) is _Coroutine or hasattr(config, "__await__"):
                     config = await config  # type: ignore[misc]
             except Exception as exc:
                 runner.config_failed(exc)
@@ -464,9 +466,19 @@ def wrap_async(runner: Runner, func: Callable[..., Awaitable[Any]]) -> Callable[
         else:
             local_ttl, remote_ttl = runner.layers(config)
         if local_ttl:
-            value = runner.lookup_local(key, local_ttl)
-            if value is not MISS:
-                return value
+            # The LOCAL lookup, inline (a frame is a measurable share of a hit). Tracked
+            # entries are served only while the bus is fresh; one lookup in TIMING_SAMPLE is timed.
+            if gate is not None and not gate():
+                value = runner.local_bypassed()
+            else:
+                if next(lookups) % TIMING_SAMPLE:
+                    value = local_get(key, local_ttl)
+                else:
+                    value = runner.timed_local_get(key, local_ttl)
+                request_local()
+                if value is not MISS:
+                    return value
+                metrics.miss_local()
         elif not remote_ttl:
             return await func(*args, **kwargs)
 
@@ -554,6 +566,10 @@ def wrap_sync(runner: Runner, func: Callable[..., Any]) -> Callable[..., Any]:
     timer = runner.timer
     reuse_sec = runner.reuse_sec
     local_key = runner.spec.local_key
+    gate = runner.gate
+    lookups = runner.lookups
+    local_get = runner.local.get
+    request_local = metrics.request_local
 
     def fill_and_call(
         key: tuple[Hashable, ...],
@@ -630,9 +646,19 @@ def wrap_sync(runner: Runner, func: Callable[..., Any]) -> Callable[..., Any]:
         else:
             local_ttl, remote_ttl = runner.layers(config)
         if local_ttl:
-            value = runner.lookup_local(key, local_ttl)
-            if value is not MISS:
-                return value
+            # The LOCAL lookup, inline (a frame is a measurable share of a hit). Tracked
+            # entries are served only while the bus is fresh; one lookup in TIMING_SAMPLE is timed.
+            if gate is not None and not gate():
+                value = runner.local_bypassed()
+            else:
+                if next(lookups) % TIMING_SAMPLE:
+                    value = local_get(key, local_ttl)
+                else:
+                    value = runner.timed_local_get(key, local_ttl)
+                request_local()
+                if value is not MISS:
+                    return value
+                metrics.miss_local()
         elif not remote_ttl:
             return func(*args, **kwargs)
         return flights.run(key, lambda: fill_and_call(key, local_ttl, remote_ttl, args, kwargs))

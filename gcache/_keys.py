@@ -352,9 +352,12 @@ class KeySpec:
         key.id = local_key[1]  # type: ignore[assignment]
         key.use_case = self.use_case
         key.invalidation_tracking = self.tracked
-        key._args = None
-        key._names = self.arg_names
-        key._rest = local_key[3:]
+        if self.arg_names:
+            key._args = None
+            key._names = self.arg_names
+            key._rest = local_key[3:]
+        else:  # keyed by its id alone: nothing to spell out later (_names, _rest stay unset)
+            key._args = ()
         return key
 
     def remote_key(self, namespace: str, local_key: tuple[Hashable, ...]) -> str:

@@ -29,6 +29,14 @@ from bus._portal import BackgroundLoop
 __all__ = ["SyncProvider"]
 
 Provider = Callable[[Any], Any]
+_Coroutine = types.CoroutineType
+
+
+class _Drivers(threading.local):
+    """Each thread's idle driver (None until its first ``async def`` answer, and while a
+    provider's exception has ended the last one)."""
+
+    driver: types.GeneratorType[Any, Any, None] | None = None
 
 
 @types.coroutine
@@ -51,14 +59,14 @@ class SyncProvider:
     def __init__(self, provider: Provider, background: BackgroundLoop) -> None:
         self._provider = provider
         self._background = background
-        self._threads = threading.local()  # .driver: this thread's idle driver
+        self._threads = _Drivers()
 
     def answer(self, key: Any) -> Any:
         result = self._provider(key)
-        if type(result) is not types.CoroutineType:
+        if type(result) is not _Coroutine:
             return result  # a plain ``def`` provider (Runner.layers checks what it returned)
         threads = self._threads
-        driver: types.GeneratorType[Any, Any, None] | None = getattr(threads, "driver", None)
+        driver = threads.driver
         if driver is None or driver.gi_running:  # first call in this thread, or re-entered
             driver = threads.driver = _new_driver()
         try:
