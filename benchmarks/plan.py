@@ -47,11 +47,6 @@ class Plan:
     """How long a reader waits for the new value before the trial counts as "never"."""
     memory_entries: int
     """LOCAL entries stored per contender in the memory scenario."""
-    interleaved_calls: int
-    """Calls timed per round, each side, of a scenario timed interleaved with its baseline.
-    More than ``redis_calls``: that ratio is judged against a 15% margin, and one round's ratio
-    of this machine's round trips scatters by about 5% (standard deviation), so each round
-    takes more calls."""
     interleave_blocks: int = 10
     """Blocks per round, each side, of a scenario timed interleaved with its baseline: the two
     alternate block by block, so both see the same moments of the machine."""
@@ -72,7 +67,6 @@ class Plan:
             "stampede_rounds",
             "fresh_trials",
             "memory_entries",
-            "interleaved_calls",
             "interleave_blocks",
         ):
             if getattr(self, field) < 1:
@@ -108,8 +102,6 @@ FULL = Plan(
     fresh_trials=50,
     fresh_deadline_sec=1.0,
     memory_entries=1_000_000,
-    interleaved_calls=15_000,
-    interleave_blocks=30,
 )
 QUICK = Plan(
     name="quick",
@@ -125,7 +117,6 @@ QUICK = Plan(
     fresh_trials=3,
     fresh_deadline_sec=0.2,
     memory_entries=20_000,
-    interleaved_calls=500,
     interleave_blocks=4,
     memory_peers=False,
 )

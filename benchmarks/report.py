@@ -127,9 +127,7 @@ def render(result: RunResult, targets: Sequence[TargetResult], machine: Machine)
     plan = result.plan
     lines = [
         f"gcache benchmarks ({plan.name}): {plan.rounds} rounds; per round "
-        f"{plan.local_calls:,} calls on paths without I/O, {plan.redis_calls:,} on Redis paths "
-        f"({plan.interleaved_calls:,} a side, in {plan.interleave_blocks} blocks, for the pair "
-        "timed interleaved)",
+        f"{plan.local_calls:,} calls on paths without I/O, {plan.redis_calls:,} on Redis paths",
         machine.summary(),
         f"value: {result.value_bytes} bytes in Redis; metrics on (private registry); GC on; "
         "private redis-server on loopback",
@@ -314,8 +312,6 @@ def to_json(
             "rounds": plan.rounds,
             "local_calls": plan.local_calls,
             "redis_calls": plan.redis_calls,
-            "interleaved_calls": plan.interleaved_calls,
-            "interleave_blocks": plan.interleave_blocks,
             "replicas": plan.replicas,
             "invalidations": plan.invalidations,
             "throughput_rounds": plan.throughput_rounds,

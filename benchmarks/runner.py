@@ -12,10 +12,7 @@ miss, or first after a pause.
 A scenario marked ``interleaved`` (the tracked REMOTE hit) is timed together with its baseline
 (the raw GET) in alternating blocks of calls, on its turn, and the baseline takes no turn of its
 own: a ratio judged against a 15% margin cannot have its two sides timed a second apart on a
-machine whose round trip drifts by more than that over a second. Even interleaved, one round's
-ratio scatters by about 5% here, so the pair gets more calls per round than other Redis paths
-(``Plan.interleaved_calls``): the median of the rounds must resolve a difference of a few
-percent.
+machine whose round trip drifts by more than that over a second.
 
 Peer libraries' hits (:mod:`.peers`), when installed, are per-call scenarios like any other,
 in the same rounds; those not installed are listed as skipped.
@@ -162,7 +159,7 @@ async def run(plan: Plan, redis_url: str, progress: Callable[[str], None]) -> Ru
                     assert scenario.baseline is not None
                     baseline = by_name[scenario.baseline]
                     ours, theirs = await _interleave(
-                        scenario, baseline, plan.interleaved_calls, plan.interleave_blocks
+                        scenario, baseline, calls, plan.interleave_blocks
                     )
                     samples[scenario.name].append(ours)
                     samples[baseline.name].append(theirs)
@@ -188,9 +185,7 @@ async def run(plan: Plan, redis_url: str, progress: Callable[[str], None]) -> Ru
                 name=s.name,
                 title=s.title,
                 baseline=s.baseline,
-                calls=plan.interleaved_calls
-                if s.interleaved or s.name in paired
-                else plan.calls(s.io),
+                calls=plan.calls(s.io),
                 per_call_ns=tuple(samples[s.name]),
             )
             for s in scenarios
