@@ -96,9 +96,16 @@ class GCacheKey:
 
     ``args`` lists the keyed arguments (not the id, not ignored ones) as ``(name, text)`` pairs,
     where ``text`` is the argument's encoded form in the Redis key.
+
+    The keys gcache hands to the provider are instances of a subclass private to the decorated
+    function (it saves setting the fields every call of the function shares): equal to, and
+    copied or pickled as, a plain ``GCacheKey``; their ``key_type``, ``use_case`` and
+    ``invalidation_tracking`` are read-only.
     """
 
     __slots__ = ("_args", "_names", "_rest", "id", "invalidation_tracking", "key_type", "use_case")
+    _names: tuple[str, ...]  # set, with _rest, only on keys gcache makes (see KeySpec)
+    _rest: tuple[Hashable, ...]
 
     def __init__(
         self,
@@ -112,17 +119,24 @@ class GCacheKey:
         self.id = id
         self.use_case = use_case
         self.invalidation_tracking = invalidation_tracking
-        self._args: tuple[tuple[str, str], ...] | None = tuple(args)
-        self._names: tuple[str, ...] = ()
-        self._rest: tuple[Hashable, ...] = ()
+        self._args: tuple[tuple[str, str], ...] = tuple(args)
 
     @property
     def args(self) -> tuple[tuple[str, str], ...]:
-        if self._args is None:
+        try:
+            return self._args
+        except AttributeError:  # a key gcache made for a call: spelled out on first use
             self._args = tuple(
                 (name, _encode(canon)) for name, canon in zip(self._names, self._rest, strict=True)
             )
-        return self._args
+            return self._args
+
+    def __reduce__(self) -> tuple[type[GCacheKey], tuple[Any, ...]]:
+        # A key gcache made is of a class private to its function: copy and pickle a plain one.
+        return (
+            GCacheKey,
+            (self.key_type, self.id, self.use_case, self.invalidation_tracking, self.args),
+        )
 
     def __repr__(self) -> str:
         return (
@@ -173,6 +187,7 @@ class KeySpec:
         "_simple",
         "_use_case_text",
         "arg_names",
+        "gcache_key",
         "key_type",
         "local_key",
         "tracked",
@@ -265,8 +280,46 @@ class KeySpec:
         Raises :class:`BadCall` for a call the function itself would reject, ``KeyBuildError``
         for an argument with no stable key form, and whatever an adapter or id extractor
         raises."""
+        self.gcache_key: Callable[[tuple[Hashable, ...]], GCacheKey] = self._provider_view()
+        """``local_key`` -> the provider's view of the call, a :class:`GCacheKey`."""
 
     # -- hot path -------------------------------------------------------------------------
+
+    def _provider_view(self) -> Callable[[tuple[Hashable, ...]], GCacheKey]:
+        """:attr:`gcache_key`. Built on every cached call, so it sets only what varies: the key
+        is an instance of a subclass made here, whose per-function fields are class attributes
+        (read-only on the instance), and the readable ``args`` are only spelled out if the
+        provider asks for them."""
+        names = self.arg_names
+        fields: dict[str, Any] = {
+            "__slots__": (),
+            "__module__": GCacheKey.__module__,
+            "__qualname__": GCacheKey.__qualname__,
+            "key_type": self.key_type,
+            "use_case": self.use_case,
+            "invalidation_tracking": self.tracked,
+            "_names": names,
+        }
+        if not names:
+            fields["_args"] = ()  # keyed by its id alone: nothing to spell out
+        bound = cast("type[GCacheKey]", type(GCacheKey.__name__, (GCacheKey,), fields))
+
+        if not names:
+
+            def id_only_view(local_key: tuple[Hashable, ...]) -> GCacheKey:
+                key = _new_key(bound)
+                key.id = local_key[1]  # type: ignore[assignment]
+                return key
+
+            return id_only_view
+
+        def view(local_key: tuple[Hashable, ...]) -> GCacheKey:
+            key = _new_key(bound)
+            key.id = local_key[1]  # type: ignore[assignment]
+            key._rest = local_key[3:]
+            return key
+
+        return view
 
     def _values(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[Any] | None:
         """Argument value per parameter, or None when the fast mapping does not apply."""
@@ -343,22 +396,6 @@ class KeySpec:
         )
 
     # -- off the hot path -----------------------------------------------------------------
-
-    def gcache_key(self, local_key: tuple[Hashable, ...]) -> GCacheKey:
-        """The provider's view of a call. Built on every cached call, so without ``__init__``:
-        the readable ``args`` are only spelled out if the provider asks for them."""
-        key = _new_key(GCacheKey)
-        key.key_type = self.key_type
-        key.id = local_key[1]  # type: ignore[assignment]
-        key.use_case = self.use_case
-        key.invalidation_tracking = self.tracked
-        if self.arg_names:
-            key._args = None
-            key._names = self.arg_names
-            key._rest = local_key[3:]
-        else:  # keyed by its id alone: nothing to spell out later (_names, _rest stay unset)
-            key._args = ()
-        return key
 
     def remote_key(self, namespace: str, local_key: tuple[Hashable, ...]) -> str:
         """The value key: ``{namespace}:v:{key_type=id}:{use_case}:{args}``. Its hash tag is the

@@ -76,6 +76,12 @@ class LocalCache:
         self._timer = timer
         self._lock = threading.Lock()
         self._data: OrderedDict[Hashable, _Entry] = OrderedDict()
+        # The pieces of a hit, for the cached-function wrappers, which write out get()'s hit
+        # rather than pay a call for it (the map is never replaced, only cleared).
+        self.entry_of: Callable[[Hashable], _Entry | None] = self._data.get
+        """``key`` -> its entry (``.value``, ``.stored_at``), expired or not, or None."""
+        self.touch: Callable[[Hashable], None] = self._data.move_to_end
+        """Mark ``key`` most recently used; KeyError if it is gone."""
         self._bytes = 0
         self._by_entity: dict[Entity, set[Hashable]] = {}
         self._watermarks: OrderedDict[Entity, int] = OrderedDict()
@@ -92,7 +98,10 @@ class LocalCache:
 
     def get(self, key: Hashable, ttl: float) -> Any:
         """The value, or :data:`MISS`. ``ttl`` is the config's *current* LOCAL TTL, so lowering
-        it in the config provider takes effect on entries already stored."""
+        it in the config provider takes effect on entries already stored.
+
+        The wrappers in ``_cached`` write out this method's hit (``entry_of``, ``touch``) and
+        call it for the rest: keep them in step."""
         entry = self._data.get(key)
         if entry is None:
             return MISS

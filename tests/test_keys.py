@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import math
+import pickle
 import re
 from collections.abc import Callable, Hashable, Iterator
 from typing import Any
@@ -521,6 +523,39 @@ def test_ignored_arguments_are_excluded_through_the_api(make_cache: Callable[...
         assert search(User(2, "a"), Filters("x"), Opaque(), None) == ["2:x"]
     assert calls == [1, 2]
     assert [name for name, _ in seen[0].args] == ["filters"]
+
+
+@pytest.mark.parametrize("keyed", [False, True], ids=["id-only", "with-arguments"])
+def test_the_providers_key_is_a_plain_gcache_key_to_every_use(keyed: bool) -> None:
+    """gcache builds the provider's key from a class private to the function (its shared fields
+    are class attributes); to the provider it must behave as ``GCacheKey(...)`` does."""
+
+    def by_id(uid: str) -> None: ...
+
+    def with_args(uid: str, page: int, mode: str = "a|b") -> None: ...
+
+    spec = spec_for(with_args if keyed else by_id, tracked=True)
+    call: tuple[Any, ...] = ("42", 3) if keyed else ("42",)
+    key = spec.gcache_key(spec.local_key(call, {}))
+    args = (("page", "!i3"), ("mode", "a%7Cb")) if keyed else ()
+    plain = GCacheKey("user_id", "42", "UseCase", True, args)
+
+    assert isinstance(key, GCacheKey)
+    assert (key.key_type, key.id, key.use_case, key.invalidation_tracking) == (
+        "user_id",
+        "42",
+        "UseCase",
+        True,
+    )
+    assert key.args == args
+    assert key == plain and hash(key) == hash(plain) and repr(key) == repr(plain)
+    for copied in (copy.copy(key), copy.deepcopy(key), pickle.loads(pickle.dumps(key))):
+        assert type(copied) is GCacheKey and copied == plain
+    # The shared fields cannot be changed through one call's key (they are the function's).
+    for field in ("key_type", "use_case", "invalidation_tracking"):
+        with pytest.raises(AttributeError):
+            setattr(key, field, "other")
+    assert spec.gcache_key(spec.local_key(call, {})).key_type == "user_id"
 
 
 # -- end to end ----------------------------------------------------------------------------
