@@ -21,6 +21,8 @@ from tenacity import (
     wait_random_exponential,
 )
 
+from ._lost_cancel import cancel_requests, raise_if_cancel_lost
+
 __all__ = ["is_transient", "retry_async"]
 
 T = TypeVar("T")
@@ -48,11 +50,13 @@ async def retry_async(
     """Run ``operation``; on a *transient* ``retry_on`` error (:func:`is_transient`) retry with
     jittered exponential backoff until ``attempts`` or ``budget`` seconds are used up, then
     raise the last error. Other errors are raised at once."""
+    baseline = cancel_requests()
     try:
         return await operation()  # the common case pays nothing for the machinery below
     except retry_on as exc:
         if attempts <= 1 or not is_transient(exc):
             raise
+        raise_if_cancel_lost(baseline)  # the error may be a cancellation redis-py swallowed
     retrying = AsyncRetrying(
         stop=stop_after_attempt(attempts - 1) | stop_after_delay(budget),
         wait=wait_random_exponential(multiplier=budget / 20, max=budget / 4),
@@ -61,5 +65,6 @@ async def retry_async(
     )
     async for attempt in retrying:
         with attempt:
+            raise_if_cancel_lost(baseline)
             return await operation()
     raise AssertionError("unreachable: tenacity reraises the last error")  # pragma: no cover

@@ -67,6 +67,7 @@ from ._cluster import (
     ensure_initialized,
     is_cluster,
 )
+from ._lost_cancel import cancel_requests, raise_if_cancel_lost
 from ._metrics import BusMetrics
 from ._names import bus_key, seq_key
 from ._scripts import DRAIN, POSITION, SERVER_TIME
@@ -185,6 +186,7 @@ class Subscriber:
 
     async def run(self) -> None:
         """Follow the bus until cancelled, reconnecting with jittered backoff forever."""
+        baseline = cancel_requests()
         try:
             while True:
                 retrying = AsyncRetrying(
@@ -194,6 +196,9 @@ class Subscriber:
                 try:
                     async for attempt in retrying:
                         with attempt:
+                            # A cancellation redis-py turned into a connection error must end
+                            # the loop, not start another session.
+                            raise_if_cancel_lost(baseline)
                             await self._session()
                 except _SessionEnded:
                     continue  # had been live: reconnect at once, backoff from scratch
@@ -325,6 +330,7 @@ class Subscriber:
         question has been applied. Errors are the blocking reader's business; this just waits
         for the next turn."""
         interval = self._block_ms / 1000
+        baseline = cancel_requests()
         while True:
             await anyio.sleep(interval)
             applied = self._last_id
@@ -333,6 +339,9 @@ class Subscriber:
                 with anyio.fail_after(self._read_timeout):
                     newest: Any = await client.xrevrange(self._key, count=1)
             except _RETRYABLE:
+                # Unless it was the cancellation that ends this task, swallowed by redis-py:
+                # the session waits for this task to end before it can end itself.
+                raise_if_cancel_lost(baseline)
                 continue
             if self.state is SubscriberState.CONNECTING or applied is None:
                 continue

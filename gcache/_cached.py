@@ -449,8 +449,7 @@ def wrap_async(runner: Runner, func: Callable[..., Awaitable[Any]]) -> Callable[
         except Exception as exc:
             runner.key_failed(exc)
             return await func(*args, **kwargs)
-        reused = runner.reused
-        if reused is not None and timer() < reused[0]:
+        if reuse_sec and (reused := runner.reused) is not None and timer() < reused[0]:
             config = reused[1]
         else:
             try:
@@ -642,8 +641,7 @@ def wrap_sync(runner: Runner, func: Callable[..., Any]) -> Callable[..., Any]:
         except Exception as exc:
             runner.key_failed(exc)
             return func(*args, **kwargs)
-        reused = runner.reused
-        if reused is not None and timer() < reused[0]:
+        if reuse_sec and (reused := runner.reused) is not None and timer() < reused[0]:
             config = reused[1]
         else:
             try:
@@ -683,6 +681,10 @@ def wrap_sync(runner: Runner, func: Callable[..., Any]) -> Callable[..., Any]:
                 metrics.miss_local()
         elif not remote_ttl:
             return func(*args, **kwargs)
-        return flights.run(key, lambda: fill_and_call(key, local_ttl, remote_ttl, args, kwargs))
+        # A partial, not a lambda: a lambda would make five of this function's locals cells,
+        # allocated on every call, hits included.
+        return flights.run(
+            key, functools.partial(fill_and_call, key, local_ttl, remote_ttl, args, kwargs)
+        )
 
     return cached_sync

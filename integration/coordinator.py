@@ -377,11 +377,17 @@ class _Run:
                 self.teardown.set()
             child.process.join(max(0.1, deadline - time.monotonic()))
             if child.process.is_alive():
-                self.problems.append(f"{child.name} did not stop within {_JOIN_TIMEOUT_S:g}s")
+                problem = f"{child.name} did not stop within {_JOIN_TIMEOUT_S:g}s"
+                if child.name.startswith("instance-"):
+                    slot_no, incarnation = child.name.removeprefix("instance-").split(".")
+                    log = os.path.join(self.dir, instance_log_name(int(slot_no), int(incarnation)))
+                    problem += f" (its threads: {log}.stacks, its tasks: {log}.tasks)"
+                self.problems.append(problem)
                 self.say(f"{child.name} did not stop: stacks dumped (SIGUSR1), killed")
                 if child.process.pid is not None and child.name.startswith("instance-"):
                     with contextlib.suppress(OSError):
-                        os.kill(child.process.pid, signal.SIGUSR1)
+                        os.kill(child.process.pid, signal.SIGUSR1)  # threads' stacks
+                        os.kill(child.process.pid, signal.SIGUSR2)  # asyncio tasks' stacks
                     time.sleep(0.5)
                 child.process.kill()
                 child.process.join(5)
@@ -458,8 +464,9 @@ def run_harness(config: RunConfig, progress: TextIO = sys.stderr) -> RunData:
             problems=list(run.problems),
         )
         load_logs(directory, data)
-        run.say(f"logs in {directory}" if config.keep_logs or config.work_dir else "logs loaded")
+        keep = config.keep_logs or config.work_dir is not None or bool(run.problems)
+        run.say(f"logs in {directory}" if keep else "logs loaded")
         return data
     finally:
-        if not config.keep_logs and config.work_dir is None:
+        if not (config.keep_logs or config.work_dir is not None or run.problems):
             shutil.rmtree(directory, ignore_errors=True)

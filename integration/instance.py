@@ -321,6 +321,9 @@ class _Instance:
     async def run(self) -> None:
         self.loop = asyncio.get_running_loop()
         spec = self.spec
+        # The coordinator's SIGUSR1 dumps the threads (faulthandler); SIGUSR2 the tasks, whose
+        # awaits the threads' stacks do not show.
+        self.loop.add_signal_handler(signal.SIGUSR2, _dump_tasks, spec.log_path + ".tasks")
         Gauge(
             INSTANCE_INFO,
             "Which harness instance this process is.",
@@ -379,6 +382,13 @@ class _Instance:
             with contextlib.suppress(Exception):
                 await self.cache.aclose()
             self.truth.close()
+
+
+def _dump_tasks(path: str) -> None:
+    with open(path, "a") as out:
+        for task in asyncio.all_tasks():
+            print(f"--- {task!r}", file=out)
+            task.print_stack(file=out)
 
 
 def instance_main(spec: InstanceSpec, status: Connection, go: EventType, stop: EventType) -> None:

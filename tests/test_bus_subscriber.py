@@ -828,3 +828,70 @@ def test_a_decoding_client_is_refused_loudly(redis_url: str, transport: str) -> 
         asyncio.run(subscriber.run())
     assert not subscriber.is_fresh()
     assert handler.events == []
+
+
+class _SwallowingRedis(AsyncRedis):
+    """A real client that, once armed with a command's name, turns the cancellation of that
+    command into a ``TimeoutError``: what redis-py does on Python < 3.12 when a cancellation
+    lands just as a timed operation ends (CPython gh-86296). The loss is rare and racy there;
+    here it is certain."""
+
+    armed: str | None = None
+    swallowed = 0
+
+    async def execute_command(self, *args: Any, **options: Any) -> Any:
+        if args[0] != _SwallowingRedis.armed:
+            return await super().execute_command(*args, **options)
+        _SwallowingRedis.armed = None
+        try:
+            await asyncio.sleep(3600)  # until cancelled
+        except asyncio.CancelledError:
+            _SwallowingRedis.swallowed += 1
+            raise redis.exceptions.TimeoutError("Timeout reading from socket") from None
+        raise AssertionError("not cancelled")
+
+
+@pytest.mark.skipif(not hasattr(asyncio.Task, "cancelling"), reason="no Task.cancelling (3.10)")
+@pytest.mark.parametrize(
+    "command",
+    ["XREAD", "XREVRANGE"],
+    ids=["in-the-blocking-read", "in-the-idle-prober"],
+)
+def test_a_cancellation_swallowed_by_the_client_still_stops_the_subscriber(
+    redis_url: str, command: str
+) -> None:
+    """Cancelling ``run()`` must end it even when the client turns the CancelledError into a
+    connection error, in the session's blocking read or in the task that proves the stream
+    idle (which the session waits for). Unguarded, the first starts a new session and the
+    second polls again, both forever: the integration harness saw instances that would not
+    stop, and ``GCache.aclose`` cancels this very loop."""
+    handler = Recorder()
+
+    async def main() -> None:
+        subscriber = Subscriber(
+            lambda: _SwallowingRedis.from_url(redis_url),
+            handler,
+            namespace=NS,
+            transport="streams",
+            max_staleness_ms=STALENESS_MS,
+            release_client=lambda client: client.aclose(),
+        )
+        task = asyncio.create_task(subscriber.run())
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + WAIT
+        while subscriber.state is not SubscriberState.LIVE:
+            assert loop.time() < deadline, subscriber.state
+            await asyncio.sleep(0.01)
+        _SwallowingRedis.armed = command
+        while _SwallowingRedis.armed is not None:  # until the subscriber is waiting in it
+            assert loop.time() < deadline, f"no {command} issued"
+            await asyncio.sleep(0.01)
+        task.cancel()
+        done, _ = await asyncio.wait([task], timeout=WAIT)
+        assert _SwallowingRedis.swallowed == 1
+        assert task in done, "the subscriber went on after its cancellation was swallowed"
+        assert task.cancelled()
+        assert subscriber.state is SubscriberState.STOPPED and not subscriber.is_fresh()
+
+    _SwallowingRedis.swallowed = 0
+    asyncio.run(main())
