@@ -19,11 +19,11 @@ changed), pub/sub (re)subscribed, or the subscriber just started. The handler's 
 Redis time read *after* the gap, and must drop everything it derived from events before it —
 the cache flushes its LOCAL layer and refuses values computed before that time.
 
-The staleness proof. ``fresh_until_ns`` is a monotonic deadline; ``is_fresh()`` is true before
-it. It is renewed only by a *proof*: a request sent at local time ``t`` whose reply shows that
-everything published before ``t`` has been applied. Then every event older than ``t`` is applied,
-so until ``t + max_staleness`` every event older than ``max_staleness`` is applied: the deadline
-is ``t + max_staleness``.
+The staleness proof. ``fresh_until`` is a deadline on ``time.monotonic()``; ``is_fresh()`` is
+true before it. It is renewed only by a *proof*: a request sent at local time ``t`` whose reply
+shows that everything published before ``t`` has been applied. Then every event older than
+``t`` is applied, so until ``t + max_staleness`` every event older than ``max_staleness`` is
+applied: the deadline is ``t + max_staleness``.
 
 * Streams: an ``XREAD`` from our last id, sent at ``t``, returns every entry appended before the
   server ran it (after ``t``), up to COUNT. A reply with fewer than COUNT entries therefore
@@ -156,7 +156,9 @@ class Subscriber:
         self._max_backoff = max_backoff
         self._release = release_client
         self.state = SubscriberState.STOPPED
-        self.fresh_until_ns = 0
+        self.fresh_until = 0.0
+        """The ``time.monotonic()`` instant until which :meth:`is_fresh` holds. The cache reads it
+        directly on a LOCAL hit, against the clock reading it takes for the entry's TTL anyway."""
         self._last_id: bytes | None = None
         self._last_seq: int | None = None
         self._run_id: str | None = None
@@ -168,7 +170,7 @@ class Subscriber:
 
     def is_fresh(self) -> bool:
         """True while every event older than ``max_staleness_ms`` is known to be applied."""
-        return time.monotonic_ns() < self.fresh_until_ns
+        return time.monotonic() < self.fresh_until
 
     def statistics(self) -> SubscriberStats:
         return SubscriberStats(
@@ -204,7 +206,7 @@ class Subscriber:
                     continue  # had been live: reconnect at once, backoff from scratch
         finally:
             self.state = SubscriberState.STOPPED
-            self.fresh_until_ns = 0
+            self.fresh_until = 0.0
 
     async def _session(self) -> None:
         self.state = SubscriberState.CONNECTING
@@ -351,9 +353,10 @@ class Subscriber:
 
     def _renew(self, sent_ns: int) -> None:
         """Everything published before ``sent_ns`` is applied (see the module docstring)."""
-        deadline = sent_ns + self._staleness_ns
-        if deadline > self.fresh_until_ns:
-            self.fresh_until_ns = deadline
+        # int / float: the same double time.monotonic() makes of these nanoseconds.
+        deadline = (sent_ns + self._staleness_ns) / 1e9
+        if deadline > self.fresh_until:
+            self.fresh_until = deadline
         self.state = SubscriberState.LIVE
 
     async def _lost_since(self, client: AnyRedis, last_id: bytes) -> str | None:

@@ -4,12 +4,16 @@ One subscriber per :class:`GCache` (never per function), running on the cache's 
 loop, started on first use. Events from any replica or any ``bus.Publisher`` remove the affected
 LOCAL entries and raise the local watermarks (so a fallback that started earlier cannot store
 its value afterwards); a gap flushes the LOCAL layer. Whether a tracked LOCAL hit may be served
-is the subscriber's ``is_fresh()`` — see the proof in ``bus/_subscriber.py``.
+is the subscriber's ``is_fresh()`` — see the proof in ``bus/_subscriber.py`` — read on the hit
+as a deadline (:func:`freshness_of`), against the clock reading the hit takes for its TTL.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import math
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Protocol
 
 from bus._cluster import AnyRedis
 from bus._metrics import BusMetrics
@@ -22,7 +26,34 @@ if TYPE_CHECKING:
     from ._config import GCacheConfig
     from ._remote import RemoteStore
 
-__all__ = ["LocalLayerHandler", "make_subscriber"]
+__all__ = ["Freshness", "LocalLayerHandler", "freshness_of", "make_subscriber"]
+
+
+class Freshness(Protocol):
+    """Until when, on the cache's ``timer``, tracked LOCAL entries may be served."""
+
+    @property
+    def fresh_until(self) -> float: ...
+
+
+class _OnInjectedTimer:
+    """The bus's verdict for a cache whose ``timer`` is not ``time.monotonic`` (a test's fake
+    clock), whose readings the subscriber's deadline cannot be compared with."""
+
+    __slots__ = ("_subscriber",)
+
+    def __init__(self, subscriber: Subscriber) -> None:
+        self._subscriber = subscriber
+
+    @property
+    def fresh_until(self) -> float:
+        return math.inf if self._subscriber.is_fresh() else -math.inf
+
+
+def freshness_of(subscriber: Subscriber, timer: Callable[[], float]) -> Freshness:
+    """What a tracked LOCAL hit compares its ``timer()`` reading with: the subscriber itself,
+    whose ``fresh_until`` is on ``time.monotonic()``, when that is the cache's timer."""
+    return subscriber if timer is time.monotonic else _OnInjectedTimer(subscriber)
 
 
 class LocalLayerHandler:

@@ -44,6 +44,7 @@ import anyio
 
 from bus._retry import retry_async
 
+from ._bus_link import freshness_of
 from ._codec import DecodeError
 from ._config import GCacheKeyConfig
 from ._exceptions import KeyBuildError
@@ -103,9 +104,13 @@ class Runner:
         self.provider = cache.config.cache_config_provider
         self.namespace = cache.config.namespace
         self.value_key = spec.value_key_of(self.namespace)
-        # Tracked LOCAL hits are served only while the bus proves its staleness bound.
+        self.timer = cache.config.timer
+        # Tracked LOCAL hits are served only while the bus proves its staleness bound: until
+        # freshness.fresh_until, on timer.
         bus = cache._bus
-        self.gate = bus.is_fresh if (bus is not None and spec.tracked) else None
+        self.freshness = (
+            freshness_of(bus, self.timer) if (bus is not None and spec.tracked) else None
+        )
         # Which LOCAL lookups and REMOTE decodes are timed (one in TIMING_SAMPLE of each, the
         # first included). next() is atomic under the GIL: no lost tick.
         self.lookups = itertools.count()
@@ -113,7 +118,6 @@ class Runner:
         # GCacheConfig.config_reuse_sec: the provider's last answer and until when it holds
         # (one tuple, replaced whole, so threads never see half of an update).
         self.reuse_sec = cache.config.config_reuse_sec
-        self.timer = cache.config.timer
         self.reused: tuple[float, Any] | None = None
         # The last config whose layers involve no draw, and those layers: providers usually
         # hand back the same frozen GCacheKeyConfig, and the wrappers then skip layers().
@@ -392,7 +396,7 @@ def wrap_async(runner: Runner, func: Callable[..., Awaitable[Any]]) -> Callable[
     timer = runner.timer
     reuse_sec = runner.reuse_sec
     local_key = runner.spec.local_key
-    gate = runner.gate
+    freshness = runner.freshness
     lookups = runner.lookups
     local_get = runner.local.get
     entry_of = runner.local.entry_of
@@ -468,14 +472,16 @@ def wrap_async(runner: Runner, func: Callable[..., Awaitable[Any]]) -> Callable[
             local_ttl, remote_ttl = runner.layers(config)
         if local_ttl:
             # The LOCAL lookup, with LocalCache.get's hit written out: a frame is a measurable
-            # share of a hit. Tracked entries are served only while the bus is fresh; one lookup
-            # in TIMING_SAMPLE is timed (through get).
-            if gate is not None and not gate():
+            # share of a hit. Tracked entries are served only while the bus is fresh, judged on
+            # the clock reading the TTL check takes; one lookup in TIMING_SAMPLE is timed
+            # (through get).
+            now = timer()
+            if freshness is not None and now >= freshness.fresh_until:
                 value = runner.local_bypassed()
             else:
                 if next(lookups) % TIMING_SAMPLE:
                     entry = entry_of(key)
-                    if entry is not None and timer() - entry.stored_at < local_ttl:
+                    if entry is not None and now - entry.stored_at < local_ttl:
                         try:  # noqa: SIM105 - contextlib.suppress costs a call and a frame
                             touch(key)
                         except KeyError:  # removed by another thread since: still a valid read
@@ -576,7 +582,7 @@ def wrap_sync(runner: Runner, func: Callable[..., Any]) -> Callable[..., Any]:
     timer = runner.timer
     reuse_sec = runner.reuse_sec
     local_key = runner.spec.local_key
-    gate = runner.gate
+    freshness = runner.freshness
     lookups = runner.lookups
     local_get = runner.local.get
     entry_of = runner.local.entry_of
@@ -658,14 +664,16 @@ def wrap_sync(runner: Runner, func: Callable[..., Any]) -> Callable[..., Any]:
             local_ttl, remote_ttl = runner.layers(config)
         if local_ttl:
             # The LOCAL lookup, with LocalCache.get's hit written out: a frame is a measurable
-            # share of a hit. Tracked entries are served only while the bus is fresh; one lookup
-            # in TIMING_SAMPLE is timed (through get).
-            if gate is not None and not gate():
+            # share of a hit. Tracked entries are served only while the bus is fresh, judged on
+            # the clock reading the TTL check takes; one lookup in TIMING_SAMPLE is timed
+            # (through get).
+            now = timer()
+            if freshness is not None and now >= freshness.fresh_until:
                 value = runner.local_bypassed()
             else:
                 if next(lookups) % TIMING_SAMPLE:
                     entry = entry_of(key)
-                    if entry is not None and timer() - entry.stored_at < local_ttl:
+                    if entry is not None and now - entry.stored_at < local_ttl:
                         try:  # noqa: SIM105 - contextlib.suppress costs a call and a frame
                             touch(key)
                         except KeyError:  # removed by another thread since: still a valid read
