@@ -22,6 +22,9 @@ class Machine:
     python_version: str
     python_implementation: str
     platform: str
+    cpu_model: str
+    """The CPU as the kernel names it (``model name`` in ``/proc/cpuinfo``), or ``unknown``: the
+    virtual machines this project is measured on differ from session to session."""
     cpu_count: int | None
     """Logical CPUs of the machine."""
     usable_cpus: int | None
@@ -50,7 +53,7 @@ class Machine:
         load = "unknown" if self.load_average_1m is None else f"{self.load_average_1m:.2f}"
         return (
             f"{self.python_implementation} {self.python_version} on {self.platform}, "
-            f"{cpus} CPUs, load average {load} before the run\n"
+            f"{cpus} CPUs ({self.cpu_model}), load average {load} before the run\n"
             f"gcache {self.gcache} (source {self.gcache_source}, git {self.git_revision}); "
             f"redis-server {self.redis_server}; redis-py {self.redis_py} "
             f"({self.reply_parser} reply parser)"
@@ -62,6 +65,18 @@ def _package_version(name: str) -> str:
         return version(name)
     except PackageNotFoundError:  # e.g. gcache run from a checkout without being installed
         return "unknown"
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            for line in cpuinfo:
+                name, _, value = line.partition(":")
+                if name.strip() == "model name":
+                    return value.strip()
+    except OSError:  # not Linux
+        pass
+    return platform.processor() or "unknown"
 
 
 def _reply_parser() -> str:
@@ -100,6 +115,7 @@ def describe_machine(redis_server_version: str) -> Machine:
         python_version=platform.python_version(),
         python_implementation=platform.python_implementation(),
         platform=platform.platform(),
+        cpu_model=_cpu_model(),
         cpu_count=os.cpu_count(),
         usable_cpus=usable,
         redis_server=redis_server_version,

@@ -117,6 +117,7 @@ def test_quick_benchmark_reports_every_scenario(tmp_path: Path) -> None:
     assert document["not_applicable"]
     assert document["machine"]["python_version"]
     assert document["machine"]["cpu_count"] >= 1
+    assert document["machine"]["cpu_model"]
 
 
 def test_profile_reports_where_one_scenario_spends_its_time() -> None:
