@@ -3,7 +3,8 @@
 The virtual machines this project is measured on do not run at one speed. On the 2-core VM of
 December 2026, 80 samples of this very function over 30 seconds took 1.45 µs per call at best,
 1.52 µs at the median, more than 2.38 µs in a quarter of them and up to 3.13 µs, the slow spells
-lasting a few seconds, with no steal time reported and on either CPU. Every figure in
+lasting a few seconds, with no steal time reported and on either CPU; on the 2-core AMD EPYC VM
+of a later session the same function took 0.73-0.89 µs (196 samples over 30 s). Every figure in
 microseconds moves with it (the same code's async LOCAL hit measured 1.79 µs in one full run and
 2.70 µs in another), while ratios timed close together and instruction counts
 (:mod:`benchmarks.instructions`) do not.
