@@ -78,6 +78,10 @@ __all__ = ["EventHandler", "Subscriber", "SubscriberState", "SubscriberStats"]
 
 _RETRYABLE = REDIS_ERRORS
 
+_WAKE_COUNT = 2
+"""COUNT of the blocking XREAD. One entry back (fewer than COUNT) proves the read saw the end of
+the stream; two mean there may be more, fetched in bulk by DRAIN."""
+
 
 class SubscriberState(enum.Enum):
     """Where the subscriber is in the table of the module docstring."""
@@ -300,25 +304,29 @@ class Subscriber:
         while True:
             sent = time.monotonic_ns()
             with anyio.fail_after(self._read_timeout):
-                # COUNT 1: a wake-up. What follows the first entry comes in bulk (_drain).
+                # A wake-up: what follows its entries comes in bulk (DRAIN), whose replies are
+                # cheaper to parse than XREAD's.
                 reply: Any = await client.xread(
-                    {self._key: position}, count=1, block=self._block_ms
+                    {self._key: position}, count=_WAKE_COUNT, block=self._block_ms
                 )
             # RESP2 reply: [[stream, [(id, {field: value})]]], or None when BLOCK ran out.
             if reply:
-                [(entry_id, fields)] = reply[0][1]
-                await self._apply(client, fields.get(b"d"))
-                self._last_id = position = entry_id
-                while True:
+                entries = reply[0][1]
+                for entry_id, fields in entries:
+                    await self._apply(client, fields.get(b"d"))
+                    self._last_id = position = entry_id
+                # Fewer than COUNT: the read saw the end of the stream, after `sent` (the usual
+                # single event, then, costs one round trip). Else there may be more.
+                more = len(entries) == _WAKE_COUNT
+                while more:
                     with anyio.fail_after(self._read_timeout):
                         batch = await DRAIN.run(client, [self._key], [position, self._count])
-                    applied = 0
-                    for entry_id, payload in _drained(batch):
+                    drained = _drained(batch)
+                    for entry_id, payload in drained:
                         await self._apply(client, payload)
                         self._last_id = position = entry_id
-                        applied += 1
-                    if applied < self._count:
-                        break  # the drain ran after `sent` and saw the end: proof of `sent`
+                    # Fewer than COUNT: the drain ran after `sent` and saw the end.
+                    more = len(drained) == self._count
                 self._observe_lag()
             self._renew(sent)
 

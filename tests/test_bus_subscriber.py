@@ -586,6 +586,34 @@ def test_resume_after_stop_replays_what_it_missed(
     assert harness.handler.reasons == ["start"]
 
 
+def test_an_isolated_event_costs_one_read(
+    fresh_redis_server: RedisServer,
+    make_harness: Callable[..., Harness],
+    make_publisher: Callable[..., Publisher],
+) -> None:
+    """An event that arrives alone is applied, and proves the subscriber fresh, on the blocking
+    read that woke it: no DRAIN after it (whose XRANGE would show in the server's command
+    statistics). Per replica and per event, the stream costs Redis one XREAD."""
+    harness = make_harness(fresh_redis_server.url, "streams")
+    publisher = make_publisher(fresh_redis_server.url, "streams")
+    harness.start()
+    harness.wait_live()
+    client = redis.Redis.from_url(fresh_redis_server.url)
+
+    def calls(command: str) -> int:
+        stats: dict[str, dict[str, int]] = client.info("commandstats")  # type: ignore[assignment]
+        return stats.get(f"cmdstat_{command}", {}).get("calls", 0)
+
+    xreads, xranges = calls("xread"), calls("xrange")
+    for i in range(20):
+        publisher.invalidate("user_id", str(i))
+        harness.wait_events(i + 1)  # applied before the next is published: each one alone
+    assert calls("xrange") == xranges
+    assert calls("xread") - xreads >= 20
+    assert harness.handler.seqs == list(range(1, 21))
+    client.close()
+
+
 @pytest.mark.parametrize("how", ["xtrim-0", "del"])
 def test_stream_emptied_while_stopped_is_a_gap(
     redis_url: str,

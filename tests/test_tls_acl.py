@@ -15,6 +15,7 @@ connection is simply dropped, as with a killed client.
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import io
 import re
@@ -28,6 +29,7 @@ import pytest
 import redis
 from prometheus_client import CollectorRegistry
 
+from bus import Publisher
 from bus._cli import main as bus_cli
 from gcache import BusConfig, GCache, RedisConfig
 from integration.redis_server import wait_until
@@ -179,6 +181,41 @@ def exercise_cache(make_cache: Callable[..., GCache], server: TlsRedis, transpor
     assert errors(a_registry) == errors(b_registry) == 0
 
 
+def exercise_burst(admin: redis.Redis, make_cache: Callable[..., GCache], server: TlsRedis) -> None:
+    """Invalidations sent at once reach a streams subscriber faster than it reads them one by
+    one, and it catches up in bulk (the DRAIN script, whose XRANGE the grant must allow). An
+    event that arrives alone never needs it."""
+    registry = CollectorRegistry()
+    cache = make_cache(
+        provider=constant(BOTH),
+        metrics_registry=registry,
+        redis_config=tls_config(server),
+        bus=BusConfig(transport="streams"),
+    )
+    call_sync(cache, cached_user(cache, Calls(), sync=True), "warm-up")  # starts the bus
+    settle_bus(cache)
+    url = f"{server.url(USER, PASSWORD)}?ssl_ca_certs={server.certificates.ca_cert}"
+    sent = 0
+
+    async def burst() -> None:
+        async with Publisher.from_url(url) as publisher:
+            await asyncio.gather(*(publisher.ainvalidate("user_id", str(i)) for i in range(20)))
+
+    def caught_up_in_bulk() -> bool:
+        nonlocal sent
+        asyncio.run(burst())
+        sent += 20
+        wait_until(
+            lambda: metric(registry, "gcache_bus_events_total", type="invalidate") >= sent,
+            timeout=TIMEOUT,
+            message=f"the subscriber to apply {sent} invalidations",
+        )
+        return "xrange" in used_commands(admin)
+
+    wait_until(caught_up_in_bulk, timeout=TIMEOUT, message="a subscriber catching up in bulk")
+    assert errors(registry) == 0
+
+
 def exercise_cli(server: TlsRedis) -> None:
     """``python -m bus`` (in-process): tail sees an invalidation and a flush made by the CLI."""
     url = f"{server.url(USER, PASSWORD)}?ssl_ca_certs={server.certificates.ca_cert}"
@@ -207,6 +244,7 @@ def test_the_library_needs_no_more_than_the_readme_grant(
     try:
         for transport in ("streams", "pubsub"):
             exercise_cache(make_cache, tls_server, transport)
+        exercise_burst(admin, make_cache, tls_server)
         exercise_cli(tls_server)
     except AssertionError as exc:
         refused = [(entry["reason"], entry["object"]) for entry in admin.acl_log()]
